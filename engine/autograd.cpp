@@ -1,0 +1,102 @@
+#include "engine/autograd.h"
+
+#include <algorithm>
+#include <unordered_set>
+#include <utility>
+
+namespace eq {
+
+static thread_local bool g_grad_enabled = true;
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGrad::NoGrad() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGrad::~NoGrad() { g_grad_enabled = previous_; }
+
+bool any_requires_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(Tensor& out, const char* op, std::vector<Tensor> inputs, BackwardFn backward) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  for (auto& t : inputs) node->inputs.push_back(t.defined() ? t.impl() : nullptr);
+  node->backward = std::move(backward);
+  out.impl()->requires_grad = true;
+  out.impl()->grad_fn = std::move(node);
+}
+
+// Depth-first post-order of the tensors that have a grad_fn, found without recursion (graphs of deep nets or
+// long loops would overflow the call stack). Reversed, it runs every node after all of its consumers.
+// The order holds owning pointers: freeing a node may drop the last other reference to an intermediate that is
+// still waiting for its turn.
+using ImplPtr = std::shared_ptr<TensorImpl>;
+static std::vector<ImplPtr> topological_order(const ImplPtr& root) {
+  std::vector<ImplPtr> order;
+  std::unordered_set<TensorImpl*> visited;
+  std::vector<std::pair<ImplPtr, size_t>> stack{{root, 0}};
+  visited.insert(root.get());
+  while (!stack.empty()) {
+    auto& [t, next] = stack.back();
+    const auto& inputs = t->grad_fn->inputs;
+    if (next < inputs.size()) {
+      const ImplPtr& in = inputs[next++];
+      if (in && in->grad_fn && visited.insert(in.get()).second) stack.push_back({in, 0});
+    } else {
+      order.push_back(t);
+      stack.pop_back();
+    }
+  }
+  std::reverse(order.begin(), order.end());
+  return order;
+}
+
+static void run_backward(const ImplPtr& root) {
+  std::vector<ImplPtr> order = topological_order(root);
+  for (ImplPtr& t : order) {
+    std::shared_ptr<Node> node = std::move(t->grad_fn);  // frees the tape entry when this iteration ends
+    t->graph_freed = true;
+    std::vector<float*> grad_in(node->inputs.size(), nullptr);
+    for (size_t i = 0; i < node->inputs.size(); ++i) {
+      TensorImpl* in = node->inputs[i].get();
+      if (!in || !in->requires_grad) continue;
+      if (!in->grad) in->grad = std::make_shared<std::vector<float>>(in->data->size(), 0.0f);
+      grad_in[i] = in->grad->data();
+    }
+    if (t->grad) node->backward(t->grad->data(), grad_in);
+    t->grad.reset();  // an intermediate's gradient is consumed; only leaves keep theirs
+    t.reset();        // and it may now be freed, with the node released above
+  }
+}
+
+void Tensor::backward() {
+  if (numel() != 1)
+    fail("backward: called without a seed on a tensor of shape ", shape(),
+         "; reduce it to one value first (e.g. sum or mean) or pass a seed of the same shape");
+  backward(Tensor::ones(shape()));
+}
+
+void Tensor::backward(const Tensor& seed) {
+  if (seed.shape() != shape()) fail("backward: seed shape ", seed.shape(), " differs from tensor shape ", shape());
+  if (!requires_grad())
+    fail("backward: this tensor does not require grad (no input had requires_grad, or it was computed in a NoGrad "
+         "scope)");
+  if (impl()->graph_freed)
+    fail("backward: the graph of this tensor was already freed by an earlier backward(); recompute the forward pass");
+  float* g = grad_data();
+  const float* s = seed.data();
+  for (int64_t i = 0; i < numel(); ++i) g[i] += s[i];
+  if (impl()->grad_fn) run_backward(impl());
+}
+
+}  // namespace eq
