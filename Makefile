@@ -7,7 +7,7 @@ CXX      ?= g++
 OPT      ?= -O3 -march=native
 CXXFLAGS ?= $(OPT) -g -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter
 CPPFLAGS += -I. -MMD -MP
-LDLIBS   += -lopenblas -lstb -fopenmp -lpthread -lm
+LDLIBS   += -lopenblas -lstb -lz -fopenmp -lpthread -lm
 BUILD    ?= build
 
 LIB_SRCS  := $(wildcard engine/*.cpp layers/*.cpp losses/*.cpp augment/*.cpp apps/common/*.cpp)
@@ -31,10 +31,10 @@ help:
 	@echo "make deps      install missing Debian packages (OpenBLAS, stb, doctest)"
 
 # --- dependencies: Debian packages, installed only when missing -------------------------------------------------
-PACKAGES := libopenblas-openmp-dev libstb-dev doctest-dev
+PACKAGES := libopenblas-openmp-dev libstb-dev doctest-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP):
+$(DEPS_STAMP): Makefile
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -55,7 +55,7 @@ $(BUILD)/tests: $(call obj,$(TEST_SRCS)) $(LIB)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/%: $(BUILD)/obj/apps/%/main.o $(LIB)
-	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	$(CXX) $(CXXFLAGS) $(filter-out $(LIB),$^) $(LIB) -o $@ $(LDLIBS)
 
 # Extra sources of an app (apps/<name>/*.cpp besides main.cpp) link into that app only.
 .SECONDEXPANSION:

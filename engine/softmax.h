@@ -1,4 +1,7 @@
 // equilab — softmax, log-softmax and log-sum-exp along any axis, computed stably (max subtracted first).
+//
+// Kernels see the input as [outer, n, inner] with n the softmax axis. A slice that is all -inf gives
+// logsumexp = -inf and log_softmax/softmax = nan, as in PyTorch.
 #pragma once
 #include "engine/tensor.h"
 

@@ -138,7 +138,7 @@ Tensor Tensor::clone() const { return Tensor::from(shape(), to_vector()); }
 
 void Tensor::copy_from(const Tensor& src) {
   if (src.numel() != numel()) fail("copy_from: source ", src.shape(), " and destination ", shape(), " differ in size");
-  std::memcpy(data(), src.data(), sizeof(float) * static_cast<size_t>(numel()));
+  if (numel() > 0) std::memcpy(data(), src.data(), sizeof(float) * static_cast<size_t>(numel()));
 }
 
 }  // namespace eq

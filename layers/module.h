@@ -10,11 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "engine/checkpoint.h"  // NamedTensors
 #include "engine/tensor.h"
 
 namespace eq {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 class Module {
  public:
