@@ -24,7 +24,9 @@ std::vector<float> displacement_gradient_norm(const Tensor& tau) {
   check_field(tau, "displacement_gradient_norm");
   const int64_t n = tau.size(0), h = tau.size(1), w = tau.size(2);
   const float* t = tau.data();
-  auto at = [&](int64_t s, int64_t i, int64_t j, int c) { return static_cast<double>(t[((s * h + i) * w + j) * 2 + c]); };
+  auto at = [&](int64_t s, int64_t i, int64_t j, int c) {
+    return static_cast<double>(t[((s * h + i) * w + j) * 2 + c]);
+  };
   // d/d(axis) by central differences, one-sided at the ends, 0 on a size-1 axis.
   auto diff = [](auto value, int64_t k, int64_t size) {
     if (size == 1) return 0.0;

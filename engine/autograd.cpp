@@ -95,7 +95,8 @@ void Tensor::backward(const Tensor& seed) {
     fail("backward: the graph of this tensor was already freed by an earlier backward(); recompute the forward pass");
   float* g = grad_data();
   const float* s = seed.data();
-  for (int64_t i = 0; i < numel(); ++i) g[i] += s[i];
+  const int64_t n = numel();
+  for (int64_t i = 0; i < n; ++i) g[i] += s[i];
   if (impl()->grad_fn) run_backward(impl());
 }
 

@@ -152,6 +152,10 @@ void im2col(const float* __restrict x, const ConvGeometry& g, int64_t oy0, int64
         std::fill(row, row + (t.y_lo - oy0) * Wo, 0.0f);
         std::fill(row + (t.y_hi - oy0) * Wo, row + (oy1 - oy0) * Wo, 0.0f);
         if (t.y_hi == t.y_lo) continue;
+        if (t.hi <= t.lo) {  // the tap misses every column (dilation * (k/2) >= W): all padding
+          std::fill(row + (t.y_lo - oy0) * Wo, row + (t.y_hi - oy0) * Wo, 0.0f);
+          continue;
+        }
         float* __restrict dst = row + (t.y_lo - oy0) * Wo;
         const float* __restrict src = x + (c * H + t.y_lo * g.stride_h + t.off_h) * W + t.off_w;
         if (bulk) {
@@ -185,7 +189,7 @@ void col2im(float* __restrict col, int64_t ld, const ConvGeometry& g, int64_t oy
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
         const TapRange t = tap_range(g, ki, kj, oy0, oy1);
-        if (t.y_hi == t.y_lo) continue;
+        if (t.y_hi == t.y_lo || t.hi <= t.lo) continue;  // no valid input cell for this tap
         float* __restrict src = col + ((c * g.kh + ki) * g.kw + kj) * ld + (t.y_lo - oy0) * Wo;
         float* __restrict dst = dx + (c * H + t.y_lo * g.stride_h + t.off_h) * W + t.off_w;
         if (bulk) {

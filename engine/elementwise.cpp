@@ -183,9 +183,10 @@ namespace {
 
 enum class Keep { X, Y, Nothing };
 
-// f: float -> float. df(x, y) -> dy/dx; receives 0 for whichever of x, y was not kept.
-template <class F, class DF>
-Tensor unary(const Tensor& x, const char* op, Keep keep, F f, DF df) {
+// f: float -> float. df(x, y) -> dy/dx; it receives 0 for whichever of x, y was not kept. `keep` is a template
+// parameter so that each backward loop is branch-free and vectorises.
+template <Keep keep, class F, class DF>
+Tensor unary(const Tensor& x, const char* op, F f, DF df) {
   Tensor y(x.shape());
   const float* px = x.data();
   float* py = y.data();
@@ -193,14 +194,17 @@ Tensor unary(const Tensor& x, const char* op, Keep keep, F f, DF df) {
 #pragma omp parallel for if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) py[i] = f(px[i]);
   if (!any_requires_grad({&x})) return y;
-  Storage kx = keep == Keep::X ? x.impl()->data : nullptr;
-  Storage ky = keep == Keep::Y ? y.impl()->data : nullptr;
-  record(y, op, {x}, [kx, ky, n, df](const float* g, const std::vector<float*>& gin) {
-    float* gx = gin[0];
-    const float* vx = kx ? kx->data() : nullptr;
-    const float* vy = ky ? ky->data() : nullptr;
+  Storage kept = keep == Keep::X ? x.impl()->data : keep == Keep::Y ? y.impl()->data : nullptr;
+  record(y, op, {x}, [kept, n, df](const float* g, const std::vector<float*>& gin) {
+    float* __restrict gx = gin[0];
+    const float* __restrict v = kept ? kept->data() : nullptr;
+    const float* __restrict gy = g;
 #pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) gx[i] += g[i] * df(vx ? vx[i] : 0.0f, vy ? vy[i] : 0.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      if constexpr (keep == Keep::X) gx[i] += gy[i] * df(v[i], 0.0f);
+      else if constexpr (keep == Keep::Y) gx[i] += gy[i] * df(0.0f, v[i]);
+      else gx[i] += gy[i] * df(0.0f, 0.0f);
+    }
   });
   return y;
 }
@@ -208,26 +212,26 @@ Tensor unary(const Tensor& x, const char* op, Keep keep, F f, DF df) {
 }  // namespace
 
 Tensor add(const Tensor& a, float s) {
-  return unary(a, "add_scalar", Keep::Nothing, [s](float x) { return x + s; }, [](float, float) { return 1.0f; });
+  return unary<Keep::Nothing>(a, "add_scalar", [s](float x) { return x + s; }, [](float, float) { return 1.0f; });
 }
 Tensor mul(const Tensor& a, float s) {
-  return unary(a, "mul_scalar", Keep::Nothing, [s](float x) { return x * s; }, [s](float, float) { return s; });
+  return unary<Keep::Nothing>(a, "mul_scalar", [s](float x) { return x * s; }, [s](float, float) { return s; });
 }
 Tensor neg(const Tensor& a) { return mul(a, -1.0f); }
 
 Tensor relu(const Tensor& x) {
-  return unary(x, "relu", Keep::Y, [](float v) { return v > 0 ? v : 0.0f; },
+  return unary<Keep::Y>(x, "relu", [](float v) { return v > 0 ? v : 0.0f; },
                [](float, float y) { return y > 0 ? 1.0f : 0.0f; });
 }
 
 Tensor leaky_relu(const Tensor& x, float slope) {
-  return unary(x, "leaky_relu", Keep::X, [slope](float v) { return v > 0 ? v : slope * v; },
+  return unary<Keep::X>(x, "leaky_relu", [slope](float v) { return v > 0 ? v : slope * v; },
                [slope](float v, float) { return v > 0 ? 1.0f : slope; });
 }
 
 Tensor gelu(const Tensor& x) {
   // gelu(x) = x * Phi(x); d/dx = Phi(x) + x * phi(x), Phi the normal CDF and phi its density.
-  return unary(x, "gelu", Keep::X, [](float v) { return 0.5f * v * (1.0f + std::erf(v * static_cast<float>(M_SQRT1_2))); },
+  return unary<Keep::X>(x, "gelu", [](float v) { return 0.5f * v * (1.0f + std::erf(v * static_cast<float>(M_SQRT1_2))); },
                [](float v, float) {
                  const float cdf = 0.5f * (1.0f + std::erf(v * static_cast<float>(M_SQRT1_2)));
                  const float pdf = std::exp(-0.5f * v * v) * static_cast<float>(0.5 * M_2_SQRTPI * M_SQRT1_2);
@@ -236,40 +240,40 @@ Tensor gelu(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  return unary(x, "tanh", Keep::Y, [](float v) { return std::tanh(v); }, [](float, float y) { return 1.0f - y * y; });
+  return unary<Keep::Y>(x, "tanh", [](float v) { return std::tanh(v); }, [](float, float y) { return 1.0f - y * y; });
 }
 
 Tensor sigmoid(const Tensor& x) {
   // Split by sign so that exp never overflows.
-  return unary(x, "sigmoid", Keep::Y,
+  return unary<Keep::Y>(x, "sigmoid",
                [](float v) { return v >= 0 ? 1.0f / (1.0f + std::exp(-v)) : std::exp(v) / (1.0f + std::exp(v)); },
                [](float, float y) { return y * (1.0f - y); });
 }
 
 Tensor exp(const Tensor& x) {
-  return unary(x, "exp", Keep::Y, [](float v) { return std::exp(v); }, [](float, float y) { return y; });
+  return unary<Keep::Y>(x, "exp", [](float v) { return std::exp(v); }, [](float, float y) { return y; });
 }
 
 Tensor log(const Tensor& x) {
-  return unary(x, "log", Keep::X, [](float v) { return std::log(v); }, [](float v, float) { return 1.0f / v; });
+  return unary<Keep::X>(x, "log", [](float v) { return std::log(v); }, [](float v, float) { return 1.0f / v; });
 }
 
 Tensor sqrt(const Tensor& x) {
-  return unary(x, "sqrt", Keep::Y, [](float v) { return std::sqrt(v); }, [](float, float y) { return 0.5f / y; });
+  return unary<Keep::Y>(x, "sqrt", [](float v) { return std::sqrt(v); }, [](float, float y) { return 0.5f / y; });
 }
 
 Tensor pow(const Tensor& x, float p) {
-  return unary(x, "pow", Keep::X, [p](float v) { return std::pow(v, p); },
+  return unary<Keep::X>(x, "pow", [p](float v) { return std::pow(v, p); },
                [p](float v, float) { return p * std::pow(v, p - 1.0f); });
 }
 
 Tensor abs(const Tensor& x) {
-  return unary(x, "abs", Keep::X, [](float v) { return std::fabs(v); },
+  return unary<Keep::X>(x, "abs", [](float v) { return std::fabs(v); },
                [](float v, float) { return v > 0 ? 1.0f : (v < 0 ? -1.0f : 0.0f); });
 }
 
 Tensor square(const Tensor& x) {
-  return unary(x, "square", Keep::X, [](float v) { return v * v; }, [](float v, float) { return 2.0f * v; });
+  return unary<Keep::X>(x, "square", [](float v) { return v * v; }, [](float v, float) { return 2.0f * v; });
 }
 
 }  // namespace eq

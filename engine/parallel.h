@@ -2,8 +2,9 @@
 //
 // We link the OpenMP flavour of OpenBLAS, so both share one thread pool; set_num_threads() sets both, and the
 // --threads flag of every app and OMP_NUM_THREADS end up here. Kernels parallelise their outermost independent
-// loop with `#pragma omp parallel for` and never call sgemm from inside a parallel region unless they first
-// pin BLAS to one thread (see ScopedSingleThreadBlas) — nested pools would oversubscribe the cores.
+// loop with `#pragma omp parallel for`. OpenBLAS's OpenMP build runs single-threaded when called inside a
+// parallel region, so a kernel may call one sgemm per thread (per sample or tile) there without nesting pools;
+// outside a region sgemm uses all threads itself.
 #pragma once
 
 namespace eq {

@@ -10,6 +10,7 @@
 #include "apps/common/cli.h"
 #include "apps/common/json_writer.h"
 #include "apps/common/plot.h"
+#include "augment/shift.h"
 #include "engine/parallel.h"
 #include "layers/lenet.h"
 #include "layers/small_cnn.h"
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   flags.add("optimizer", "sgd", "sgd (momentum 0.9, Nesterov), adam or adamw");
   flags.add("weight-decay", "0.0005", "L2 weight decay (decoupled for adamw)");
   flags.add("schedule", "cosine", "learning-rate schedule: cosine, step or none");
+  flags.add("shift-augment", "2", "random translation of training images by up to this many pixels (0: off)");
   flags.add("threads", "2", "threads for OpenMP loops and OpenBLAS");
   flags.add("seed", "0", "random seed (initialisation, shuffling, dropout)");
   flags.add("data", "data", "folder that `make data` filled");
@@ -80,6 +82,10 @@ int main(int argc, char** argv) {
     config.seed = static_cast<uint64_t>(flags.get_int("seed"));
     config.out_dir = flags.get("out");
     config.resume = flags.get_bool("resume");
+    if (const int max_shift = flags.get_int("shift-augment"); max_shift > 0)
+      config.augment = [max_shift](const Tensor& x, Rng& r) {
+        return random_translate(x, max_shift, ShiftPadding::Zeros, r);
+      };
     make_dirs(config.out_dir);
     const TrainResult r = train_classifier(*model, train, test, config);
 
@@ -91,7 +97,8 @@ int main(int argc, char** argv) {
         .set("model", flags.get("model"))
         .set("parameters", model->num_parameters())
         .set("threads", flags.get_int("threads"))
-        .set("seed", flags.get_int("seed"));
+        .set("seed", flags.get_int("seed"))
+        .set("shift_augment", flags.get_int("shift-augment"));
     Json curve = Json::array();
     for (auto& e : r.history) curve.push(e.test_accuracy);
     results.set("test_accuracy_per_epoch", curve);

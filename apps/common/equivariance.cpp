@@ -150,7 +150,8 @@ std::vector<LayerEquivariance> per_layer_equivariance_error(Sequential& model, c
     const Tensor expected = t.on_output(plain, x.shape());
     check(expected.shape() == transformed.shape(), "per_layer_equivariance_error: at layer ", name, " the ", t.name,
           " of the output is ", expected.shape(), " but the output of the transformed input is ", transformed.shape());
-    rows.push_back({name, plain.shape(), relative_squared_error(expected, transformed, "per_layer_equivariance_error")});
+    const double delta = relative_squared_error(expected, transformed, "per_layer_equivariance_error");
+    rows.push_back({name, plain.shape(), delta});
   }
   return rows;
 }

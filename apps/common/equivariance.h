@@ -79,8 +79,9 @@ double shift_consistency(Module& model, const Tensor& images, int max_shift, Shi
 
 // For each target ||grad tau||, one smooth random field per image (smooth_random_field with `smoothness`, from
 // Rng(seed)) and the relative change ||f(x) - f(D_tau x)|| / ||f(x)|| per image (norms over each image's whole
-// output), averaged over the images (those with f(x) = 0 are skipped; NaN if all are). Returns (measured ||grad tau|| averaged over
-// the images — equal to the target by construction —, mean relative change) per target, in the order given.
+// output), averaged over the images; images with f(x) = 0 are skipped (NaN if all are). Returns, per target in the
+// order given, the measured ||grad tau|| averaged over the images (the target, by construction) and the mean
+// relative change.
 struct DeformationStabilityPoint {
   double gradient_norm;
   double relative_change;
