@@ -5,7 +5,7 @@
 //   r_i = logsumexp_j S1_ij,  c_j = logsumexp_i S2_ij   row / column log-normalisers
 //   p_ij = exp(S1_ij - r_i)   (row softmax),  q_ij = exp(S2_ij - c_j)   (column softmax)
 //   s_i = sum_j p_ij q_ij,  l_i = log(s_i + eps),  L = sum_i l_i
-// log s_i = logsumexp_j (S1_ij + S2_ij - c_j) - r_i is computed in the log domain, so a poor match (s_i below
+// log s_i = logsumexp_j ((S1_ij - r_i) + (S2_ij - c_j)) is computed in the log domain, so a poor match (s_i below
 // float's range, e.g. radius-30 features) still gives a finite loss and gradient.
 //
 // Gradient (derivation). dL/ds_i = 1/(s_i + eps), so with w_ij = p_ij q_ij / (s_i + eps):
@@ -14,18 +14,21 @@
 //   dL/dS1_ij = w_ij - p_ij rho_i,   rho_i = sum_j w_ij = s_i / (s_i + eps)   (= 1 when eps = 0)
 // Column-softmax backward, dS2_ij = q_ij (dL/dq_ij - sum_i' q_i'j dL/dq_i'j):
 //   dL/dS2_ij = w_ij - q_ij kappa_j,  kappa_j = sum_i w_ij
-// and w_ij = exp(S1_ij + S2_ij - r_i - c_j - l_i) <= 1 stays representable. Then dA1 = dS1 B1, dB1 = dS1^T A1,
-// dA2 = dS2 B2, dB2 = dS2^T A2. rho_i is a row statistic known after the forward pass; kappa_j needs every row,
-// which is why the backward walks column panels [PA, panel_cols] (kappa is complete inside one) and keeps
-// per-thread partial sums for the row-indexed gradients dA1, dA2, reduced after each batch element.
+// and w_ij = exp((S1_ij - r_i) + (S2_ij - c_j) - l_i) <= 1 stays representable. Then dA1 = dS1 B1,
+// dB1 = dS1^T A1, dA2 = dS2 B2, dB2 = dS2^T A2 (the loss scale and upstream gradient fold into one factor).
 //
-// Passes (each recomputes its tiles with eq::gemm; OpenBLAS runs single-threaded inside the parallel regions):
-//   forward 1: r = row logsumexp of A1 B1^T, c = row logsumexp of B2 A2^T        OpenMP over (n, row blocks)
-//   forward 2: log s = row logsumexp of (A1 B1^T + A2 B2^T - c) - r; loss        OpenMP over (n, row blocks)
-//   backward : per column panel, S1, S2 -> w, kappa, dS1, dS2 -> four gemms      OpenMP over column panels
+// Why column panels [PA, panel_cols]: a whole column of S2 (for c_j) and of w (for kappa_j) lies inside one, so
+// both passes need a single sweep; row quantities (r_i, log s_i, dA1, dA2) are summed across panels in
+// per-thread partials, merged after the sweep (no atomics).
+//   forward : S2 panel -> c_J; S1 panel -> running row logsumexps of S1 and of (S2 - c) + S1   (2 products)
+//   backward: S1, S2 panels -> w, kappa, dS1, dS2 -> dA1, dA2 (partials), dB1_J, dB2_J (owned)  (6 products)
+// OpenMP over (batch element, panel) tasks; each product goes through panel_product, a register-tiled kernel.
 #include "losses/icon.h"
 
 #include <omp.h>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -35,7 +38,6 @@
 #include <vector>
 
 #include "engine/autograd.h"
-#include "engine/matmul.h"
 #include "engine/shape_ops.h"
 
 namespace eq {
@@ -63,9 +65,7 @@ IconShape check_icon_inputs(const Tensor& a1, const Tensor& b1, const Tensor& a2
   check(sh.N > 0 && sh.PA > 0 && sh.PB > 0 && sh.D > 0, op, ": empty feature maps, got ", got);
   check(std::isfinite(opt.epsilon) && opt.epsilon >= 0, op, ": epsilon must be finite and >= 0, got ",
         opt.epsilon);
-  check(opt.tile_rows >= 1 && opt.tile_cols >= 1 && opt.panel_cols >= 1, op,
-        ": tile_rows, tile_cols and panel_cols must be >= 1, got ", opt.tile_rows, ", ", opt.tile_cols, ", ",
-        opt.panel_cols);
+  check(opt.panel_cols >= 1, op, ": panel_cols must be >= 1, got ", opt.panel_cols);
   return sh;
 }
 
@@ -91,7 +91,7 @@ using f8 = float __attribute__((vector_size(32)));
 using i8 = int32_t __attribute__((vector_size(32)));
 
 inline float splat(float v, float) { return v; }
-inline f8 splat(float v, f8) { return f8{} + v; }
+inline f8 splat(float v, f8) { return f8{v, v, v, v, v, v, v, v}; }
 // Bit reinterpretations, float <-> int32, of a scalar or of a vector.
 template <class To, class From>
 To bit_cast(From x) {
@@ -152,65 +152,145 @@ inline float horizontal_sum(f8 v) {
   return s;
 }
 
-// out[n * rows + i] = logsumexp_j t_ij for every batch element n, where X* are [N, rows, D], Y* are [N, cols, D]:
-//   t_ij = X1_i . Y1_j                                                  (x2 null)
-//   t_ij = (X1_i . Y1_j - row_shift_i) + (X2_i . Y2_j - col_shift_j)     (shifts [N, rows] and [N, cols])
-// The second form gives log s_i directly, each bracket near 0 where it matters: subtracting r_i ~ |F|^2 after the
-// sum instead would lose float precision exactly in the well-matched ("attempt 0") regime.
-// Tiles [tile_rows, tile_cols] are folded into a running max and a running sum rescaled to it (online softmax).
-void blocked_row_logsumexp(int64_t N, int64_t rows, int64_t cols, int64_t D, const float* x1, const float* y1,
-                           const float* x2, const float* y2, const float* row_shift, const float* col_shift,
-                           int64_t tile_rows, int64_t tile_cols, float* out) {
-  tile_rows = std::min(tile_rows, rows);
-  tile_cols = std::min(tile_cols, cols);
-  const int64_t row_blocks = (rows + tile_rows - 1) / tile_rows;
-#pragma omp parallel
-  {
-    std::vector<float> tile(static_cast<size_t>(tile_rows * tile_cols) * (x2 ? 2 : 1));
-    std::vector<float> run_max(static_cast<size_t>(tile_rows)), run_sum(static_cast<size_t>(tile_rows));
-#pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < N * row_blocks; ++task) {
-      const int64_t n = task / row_blocks, i0 = (task % row_blocks) * tile_rows;
-      const int64_t bi = std::min(tile_rows, rows - i0);
-      std::fill(run_max.begin(), run_max.end(), -std::numeric_limits<float>::infinity());
-      std::fill(run_sum.begin(), run_sum.end(), 0.0f);
-      for (int64_t j0 = 0; j0 < cols; j0 += tile_cols) {
-        const int64_t bj = std::min(tile_cols, cols - j0);
-        float *t = tile.data(), *t2 = t + bi * bj;
-        gemm(false, true, bi, bj, D, 1.0f, x1 + (n * rows + i0) * D, D, y1 + (n * cols + j0) * D, D, 0.0f, t, bj);
-        if (x2)
-          gemm(false, true, bi, bj, D, 1.0f, x2 + (n * rows + i0) * D, D, y2 + (n * cols + j0) * D, D, 0.0f, t2, bj);
-        const float* cs = x2 ? col_shift + n * cols + j0 : nullptr;
-        for (int64_t i = 0; i < bi; ++i) {
-          float *ti = t + i * bj, *t2i = t2 + i * bj;
-          const float rs = x2 ? row_shift[n * rows + i0 + i] : 0.0f;
-          f8 max8 = splat(run_max[i], f8{});
-          float max1 = run_max[i];
-          for_lanes(bj, [&](int64_t j, auto lanes) {
-            using F = decltype(lanes);
-            F v = load<F>(ti + j);
-            if (x2) store(ti + j, v = (v - rs) + (load<F>(t2i + j) - load<F>(cs + j)));
-            if constexpr (std::is_same_v<F, f8>) max8 = v > max8 ? v : max8;
-            else max1 = v > max1 ? v : max1;
-          });
-          float m = max1;
-          for (int k = 0; k < 8; ++k) m = std::max(m, max8[k]);
-          f8 sum8{};
-          float sum1 = 0;
-          for_lanes(bj, [&](int64_t j, auto lanes) {
-            using F = decltype(lanes);
-            const F e = fast_exp(load<F>(ti + j) - m);
-            if constexpr (std::is_same_v<F, f8>) sum8 += e;
-            else sum1 += e;
-          });
-          run_sum[i] = run_sum[i] * fast_exp(run_max[i] - m) + horizontal_sum(sum8) + sum1;
-          run_max[i] = m;
+// ---------------------------------------------------------------------------------------------------------------
+// Panel products. Every product here has one small side (D or the panel width): S[:, J] = A B_J^T has K = D,
+// dA += dS B_J has K = panel width, dB_J^T = A^T dS has D output rows. A register-tiled micro-kernel reads both
+// operands in place (strided), writes each 6 x 16 block once, and needs no packing or C-zeroing pass; with
+// K = 32 those passes cost OpenBLAS about a third of its time.
+// ---------------------------------------------------------------------------------------------------------------
+
+constexpr int64_t kGroup = 16;  // columns per micro-tile: two 8-float vectors
+constexpr int kMicroRows = 6;   // 6 x 2 accumulators + 2 operands + 1 broadcast = 15 of AVX2's 16 registers
+
+int64_t padded(int64_t cols) { return (cols + kGroup - 1) / kGroup * kGroup; }
+
+inline f8 multiply_add(f8 a, f8 b, f8 c) {
+#ifdef __FMA__
+  return _mm256_fmadd_ps(a, b, c);  // -std=c++17 turns off contraction of a * b + c into an FMA
+#else
+  return a * b + c;
+#endif
+}
+
+// C[R, 16] (=, or += with Accumulate) sum_k X(r, k) M(k, 0..16), X(r, k) = x[r * x_row + k * x_k], M's row k at
+// m + k * ldm.
+template <int R, bool Accumulate>
+void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm, float* c,
+                int64_t ldc) {
+  f8 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = Accumulate ? load<f8>(c + r * ldc) : f8{};
+    acc[r][1] = Accumulate ? load<f8>(c + r * ldc + 8) : f8{};
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const f8 b0 = load<f8>(m + k * ldm), b1 = load<f8>(m + k * ldm + 8);
+    for (int r = 0; r < R; ++r) {
+      const f8 a = splat(x[r * x_row + k * x_k], f8{});
+      acc[r][0] = multiply_add(a, b0, acc[r][0]);
+      acc[r][1] = multiply_add(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    store(c + r * ldc, acc[r][0]);
+    store(c + r * ldc + 8, acc[r][1]);
+  }
+}
+
+// C[rows, padded(cols)] (row stride ldc) = (or +=) X[rows, K] M[K, padded(cols)], strides as in micro_tile.
+// M's columns cols .. padded(cols) must be readable (callers zero-pad them), and C has room for them. A long K
+// (dB's K = PA) is cut into chunks so that both operands' chunks stay in cache while every tile reads them.
+template <bool Accumulate>
+void panel_product(int64_t rows, int64_t cols, int64_t K, const float* x, int64_t x_row, int64_t x_k,
+                   const float* m, int64_t ldm, float* c, int64_t ldc) {
+  constexpr int64_t kChunk = 256;
+  for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+    const int64_t kc = std::min(kChunk, K - k0);
+    const bool overwrite = !Accumulate && k0 == 0;
+    for (int64_t i = 0; i < rows; i += kMicroRows) {
+      const float* xi = x + i * x_row + k0 * x_k;
+      float* ci = c + i * ldc;
+      const int64_t rows_here = std::min<int64_t>(kMicroRows, rows - i);
+      for (int64_t g = 0; g < padded(cols); g += kGroup) {
+        const float* mg = m + k0 * ldm + g;
+        if (overwrite) {
+          switch (rows_here) {
+            case 6: micro_tile<6, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 5: micro_tile<5, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 4: micro_tile<4, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 3: micro_tile<3, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 2: micro_tile<2, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            default: micro_tile<1, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+          }
+        } else {
+          switch (rows_here) {
+            case 6: micro_tile<6, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 5: micro_tile<5, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 4: micro_tile<4, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 3: micro_tile<3, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            case 2: micro_tile<2, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+            default: micro_tile<1, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
+          }
         }
       }
-      for (int64_t i = 0; i < bi; ++i) out[n * rows + i0 + i] = run_max[i] + std::log(run_sum[i]);
     }
   }
 }
+
+// Y [rows, D] -> Y^T [D, ld], zero past `rows` up to padded(rows) (ld >= padded(rows)).
+void transpose_padded(const float* y, int64_t rows, int64_t D, float* out, int64_t ld) {
+  for (int64_t k = 0; k < D; ++k)
+    for (int64_t j = 0; j < padded(rows); ++j) out[k * ld + j] = j < rows ? y[j * D + k] : 0.0f;
+}
+
+// Y [rows, D] -> [rows, padded(D)], zero in the extra columns.
+void copy_padded(const float* y, int64_t rows, int64_t D, float* out) {
+  const int64_t ld = padded(D);
+  for (int64_t j = 0; j < rows; ++j)
+    for (int64_t k = 0; k < ld; ++k) out[j * ld + k] = k < D ? y[j * D + k] : 0.0f;
+}
+
+// S[:, J] [PA, padded(bj)] = X [PA, D] Y_J^T, with Y_J^T staged in yt [D, ld].
+void similarity_panel(const float* x, int64_t PA, int64_t D, const float* y_panel, int64_t bj, float* yt, float* s,
+                      int64_t ld) {
+  transpose_padded(y_panel, bj, D, yt, ld);
+  panel_product<false>(PA, bj, D, x, D, 1, yt, ld, s, ld);
+}
+
+// Max and sum of exp(x - max) over x[0 .. n), vectorised.
+float row_max(const float* x, int64_t n) {
+  f8 max8 = splat(-std::numeric_limits<float>::infinity(), f8{});
+  float max1 = -std::numeric_limits<float>::infinity();
+  for_lanes(n, [&](int64_t j, auto lanes) {
+    using F = decltype(lanes);
+    const F v = load<F>(x + j);
+    if constexpr (std::is_same_v<F, f8>) max8 = v > max8 ? v : max8;
+    else max1 = v > max1 ? v : max1;
+  });
+  for (int k = 0; k < 8; ++k) max1 = std::max(max1, max8[k]);
+  return max1;
+}
+float sum_exp(const float* x, int64_t n, float shift) {
+  f8 sum8{};
+  float sum1 = 0;
+  for_lanes(n, [&](int64_t j, auto lanes) {
+    using F = decltype(lanes);
+    const F e = fast_exp(load<F>(x + j) - shift);
+    if constexpr (std::is_same_v<F, f8>) sum8 += e;
+    else sum1 += e;
+  });
+  return horizontal_sum(sum8) + sum1;
+}
+
+// A running log-sum-exp: logsumexp = max + log(sum), sum taken relative to max, merged panel by panel.
+struct RunningLse {
+  float* max;  // [rows], starts at -inf
+  float* sum;  // [rows], starts at 0
+  void add(int64_t i, const float* x, int64_t n) {
+    const float m = std::max(max[i], row_max(x, n));
+    sum[i] = sum[i] * fast_exp(max[i] - m) + sum_exp(x, n, m);
+    max[i] = m;
+  }
+};
 
 // What the backward pass needs from the forward one: O(N * P) row and column statistics.
 struct IconStats {
@@ -220,99 +300,181 @@ struct IconStats {
   double total = 0;         // sum over n and i of l_i (that is, sum_n L_n)
 };
 
+// One pass over the column panels J of width panel_cols, OpenMP over (batch element, panel) tasks:
+//   S2[:, J] -> c_J (a whole column is in the panel);  S1[:, J] -> running r_i = logsumexp_j S1_ij and running
+//   t_i = logsumexp_j ((S2_ij - c_j) + S1_ij), per thread, merged after the panels: log s_i = t_i - r_i.
+// Adding S1 last keeps the well-matched case exact: at "attempt 0" the maxima of both sums are the same float
+// S1_ii, and log s_i = (max_t - max_r) + (log sum_t - log sum_r) loses nothing to the size of |F|^2.
 IconStats blocked_forward(const float* a1, const float* b1, const float* a2, const float* b2, const IconShape& sh,
                           const IconOptions& opt) {
   const int64_t N = sh.N, PA = sh.PA, PB = sh.PB, D = sh.D;
+  const int64_t width = std::min(opt.panel_cols, PB), ld = padded(width);
+  const int64_t panels = (PB + width - 1) / width;
   IconStats st;
   st.r.resize(static_cast<size_t>(N * PA));
   st.c.resize(static_cast<size_t>(N * PB));
   st.l.resize(static_cast<size_t>(N * PA));
   st.rho.resize(static_cast<size_t>(N * PA));
-  const int64_t tr = opt.tile_rows, tc = opt.tile_cols;
-  blocked_row_logsumexp(N, PA, PB, D, a1, b1, nullptr, nullptr, nullptr, nullptr, tr, tc, st.r.data());
-  // Column logsumexp of A2 B2^T = row logsumexp of B2 A2^T: each block owns its outputs, no cross-thread sums.
-  blocked_row_logsumexp(N, PB, PA, D, b2, a2, nullptr, nullptr, nullptr, nullptr, tr, tc, st.c.data());
-  // st.l first receives log s_i = logsumexp_j ((S1_ij - r_i) + (S2_ij - c_j)).
-  blocked_row_logsumexp(N, PA, PB, D, a1, b1, a2, b2, st.r.data(), st.c.data(), tr, tc, st.l.data());
-  double total = 0;
-  for (int64_t k = 0; k < N * PA; ++k) {
-    const double log_s = st.l[k];
-    const double l = log_s_plus_eps(log_s, opt.epsilon);
-    st.l[k] = static_cast<float>(l);
-    st.rho[k] = static_cast<float>(std::exp(log_s - l));
-    total += l;
+  // Per thread: running (max, sum) of r and of t for every row of every batch element, [4, N * PA].
+  const int64_t rows = N * PA;
+  std::vector<float> row_stats(static_cast<size_t>(omp_get_max_threads() * 4 * rows));
+#pragma omp parallel
+  {
+    float* mine = row_stats.data() + omp_get_thread_num() * 4 * rows;
+    std::fill(mine, mine + rows, -std::numeric_limits<float>::infinity());
+    std::fill(mine + rows, mine + 2 * rows, 0.0f);
+    std::fill(mine + 2 * rows, mine + 3 * rows, -std::numeric_limits<float>::infinity());
+    std::fill(mine + 3 * rows, mine + 4 * rows, 0.0f);
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(D * ld + 2 * PA * ld + 2 * ld));
+    float *yt = scratch.data(), *s1 = yt + D * ld, *s2 = s1 + PA * ld, *col_max = s2 + PA * ld,
+          *col_sum = col_max + ld;
+#pragma omp for schedule(dynamic)
+    for (int64_t task = 0; task < N * panels; ++task) {
+      const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
+      const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
+      RunningLse r_run{mine + n * PA, mine + rows + n * PA}, t_run{mine + 2 * rows + n * PA, mine + 3 * rows + n * PA};
+      similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, s2, ld);
+      // Column logsumexp of the S2 panel, row by row so that memory is read in order (on whole 8-lane groups:
+      // the padding columns hold 0).
+      const int64_t lanes_cols = padded(bj);
+      std::fill(col_max, col_max + ld, -std::numeric_limits<float>::infinity());
+      std::fill(col_sum, col_sum + ld, 0.0f);
+      for (int64_t i = 0; i < PA; ++i)
+        for_lanes(lanes_cols, [&](int64_t j, auto lanes) {
+          using F = decltype(lanes);
+          const F v = load<F>(s2 + i * ld + j), m = load<F>(col_max + j);
+          store(col_max + j, v > m ? v : m);
+        });
+      for (int64_t i = 0; i < PA; ++i)
+        for_lanes(lanes_cols, [&](int64_t j, auto lanes) {
+          using F = decltype(lanes);
+          store(col_sum + j, load<F>(col_sum + j) + fast_exp(load<F>(s2 + i * ld + j) - load<F>(col_max + j)));
+        });
+      for (int64_t j = 0; j < bj; ++j) col_max[j] += std::log(col_sum[j]);  // now c_j
+      std::copy_n(col_max, bj, st.c.data() + n * PB + j0);
+      similarity_panel(a1n, PA, D, b1n + j0 * D, bj, yt, s1, ld);
+      for (int64_t i = 0; i < PA; ++i) {
+        float *s1i = s1 + i * ld, *s2i = s2 + i * ld;
+        for_lanes(bj, [&](int64_t j, auto lanes) {
+          using F = decltype(lanes);
+          store(s2i + j, (load<F>(s2i + j) - load<F>(col_max + j)) + load<F>(s1i + j));
+        });
+        r_run.add(i, s1i, bj);
+        t_run.add(i, s2i, bj);
+      }
+    }
+    // After the implicit barrier: merge the threads' running sums, row by row.
+    const int threads = omp_get_num_threads();
+#pragma omp for
+    for (int64_t i = 0; i < rows; ++i) {
+      float max_r = -std::numeric_limits<float>::infinity(), max_t = max_r;
+      for (int t = 0; t < threads; ++t) {
+        max_r = std::max(max_r, row_stats[static_cast<size_t>(t * 4 * rows + i)]);
+        max_t = std::max(max_t, row_stats[static_cast<size_t>(t * 4 * rows + 2 * rows + i)]);
+      }
+      double sum_r = 0, sum_t = 0;
+      for (int t = 0; t < threads; ++t) {
+        const float* theirs = row_stats.data() + t * 4 * rows;
+        sum_r += theirs[rows + i] * std::exp(static_cast<double>(theirs[i]) - max_r);
+        sum_t += theirs[3 * rows + i] * std::exp(static_cast<double>(theirs[2 * rows + i]) - max_t);
+      }
+      const double log_s = (static_cast<double>(max_t) - max_r) + (std::log(sum_t) - std::log(sum_r));
+      const double l = log_s_plus_eps(log_s, opt.epsilon);
+      st.r[i] = static_cast<float>(max_r + std::log(sum_r));
+      st.l[i] = static_cast<float>(l);
+      st.rho[i] = static_cast<float>(std::exp(log_s - l));
+    }
   }
+  double total = 0;
+  for (float l : st.l) total += l;
   st.total = total;
   return st;
 }
 
 // Accumulates alpha * dL/d(input) into each non-null gradient ([N, PA, D] for ga*, [N, PB, D] for gb*).
+// OpenMP over (batch element, column panel [PA, panel_cols]) tasks; kappa is complete inside a panel. Per panel J,
+// all with panel_product: dA += dS B_J into a per-thread partial [N, PA, padded(D)] summed after the panels, and
+// dB_J += (A^T dS)^T, owned by the task.
 void blocked_backward(const float* a1, const float* b1, const float* a2, const float* b2, const IconShape& sh,
                       const IconStats& st, float alpha, int64_t panel_cols, float* ga1, float* gb1, float* ga2,
                       float* gb2) {
   const int64_t N = sh.N, PA = sh.PA, PB = sh.PB, D = sh.D;
-  const int64_t width = std::min(panel_cols, PB);
+  const int64_t width = std::min(panel_cols, PB), ld = padded(width), ldd = padded(D);
   const int64_t panels = (PB + width - 1) / width;
   const bool need_a = ga1 || ga2;
-  // Per-thread partial dA1 and dA2 [PA, D] each: several column panels add into every row.
-  std::vector<float> partial(need_a ? static_cast<size_t>(omp_get_max_threads() * 2 * PA * D) : 0);
-  for (int64_t n = 0; n < N; ++n) {
-    const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
-    const float *r = st.r.data() + n * PA, *c = st.c.data() + n * PB, *l = st.l.data() + n * PA,
-                *rho = st.rho.data() + n * PA;
+  const int64_t part_size = N * PA * ldd;  // one partial gradient of a thread
+  std::vector<float> partial(need_a ? static_cast<size_t>(omp_get_max_threads() * 2 * part_size) : 0);
 #pragma omp parallel
-    {
-      float* part_a1 = need_a ? partial.data() + omp_get_thread_num() * 2 * PA * D : nullptr;
-      float* part_a2 = need_a ? part_a1 + PA * D : nullptr;
-      if (need_a) std::fill(part_a1, part_a1 + 2 * PA * D, 0.0f);
-      // Three panels [PA, width]: S1 then dS1, S2 then q then dS2, and w; plus kappa [width].
-      thread_local std::vector<float> scratch;
-      scratch.resize(static_cast<size_t>(3 * PA * width + width));
-      float *s1 = scratch.data(), *s2 = s1 + PA * width, *w = s2 + PA * width, *kappa = w + PA * width;
+  {
+    float* part_a1 = need_a ? partial.data() + omp_get_thread_num() * 2 * part_size : nullptr;
+    float* part_a2 = need_a ? part_a1 + part_size : nullptr;
+    if (need_a) std::fill(part_a1, part_a1 + 2 * part_size, 0.0f);
+    // Three panels [PA, ld]: S1 then dS1, S2 then q then dS2, and w; kappa [ld]; B_J^T or (A^T dS) [D, ld];
+    // B_J with padded rows [ld, ldd].
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(3 * PA * ld + ld + D * ld + ld * ldd));
+    float *s1 = scratch.data(), *s2 = s1 + PA * ld, *w = s2 + PA * ld, *kappa = w + PA * ld, *yt = kappa + ld,
+          *b_rows = yt + D * ld;
+    // dB_J [bj, D] += (A^T dS)^T: the product lands in yt [D, ld], then is added transposed.
+    const auto add_grad_b = [&](const float* a, const float* ds, int64_t bj, float* gb) {
+      panel_product<false>(D, bj, PA, a, 1, D, ds, ld, yt, ld);
+      for (int64_t j = 0; j < bj; ++j)
+        for (int64_t k = 0; k < D; ++k) gb[j * D + k] += yt[k * ld + j];
+    };
 #pragma omp for schedule(dynamic)
-      for (int64_t panel = 0; panel < panels; ++panel) {
-        const int64_t j0 = panel * width, bj = std::min(width, PB - j0);
-        gemm(false, true, PA, bj, D, 1.0f, a1n, D, b1n + j0 * D, D, 0.0f, s1, bj);
-        gemm(false, true, PA, bj, D, 1.0f, a2n, D, b2n + j0 * D, D, 0.0f, s2, bj);
-        const float* cj = c + j0;
-        std::fill(kappa, kappa + bj, 0.0f);
-        for (int64_t i = 0; i < PA; ++i) {
-          float *s1i = s1 + i * bj, *s2i = s2 + i * bj, *wi = w + i * bj;
-          const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i];
-          for_lanes(bj, [&](int64_t j, auto lanes) {
-            using F = decltype(lanes);
-            const F v1 = load<F>(s1i + j), v2 = load<F>(s2i + j), cjj = load<F>(cj + j);
-            const F log_p = v1 - ri, log_q = v2 - cjj;
-            const F wij = fast_exp((log_p + log_q) - li);
-            store(wi + j, wij);
-            store(kappa + j, load<F>(kappa + j) + wij);
-            store(s1i + j, alpha * wij - alpha_rho * fast_exp(log_p));  // dS1 = alpha (w - rho p)
-            store(s2i + j, fast_exp(log_q));                             // q
-          });
-        }
-        for (int64_t i = 0; i < PA; ++i) {
-          float *s2i = s2 + i * bj, *wi = w + i * bj;
-#pragma omp simd
-          for (int64_t j = 0; j < bj; ++j) s2i[j] = alpha * (wi[j] - s2i[j] * kappa[j]);  // dS2 = alpha (w - q kappa)
-        }
-        if (ga1) gemm(false, false, PA, D, bj, 1.0f, s1, bj, b1n + j0 * D, D, 1.0f, part_a1, D);
-        if (gb1) gemm(true, false, bj, D, PA, 1.0f, s1, bj, a1n, D, 1.0f, gb1 + (n * PB + j0) * D, D);
-        if (ga2) gemm(false, false, PA, D, bj, 1.0f, s2, bj, b2n + j0 * D, D, 1.0f, part_a2, D);
-        if (gb2) gemm(true, false, bj, D, PA, 1.0f, s2, bj, a2n, D, 1.0f, gb2 + (n * PB + j0) * D, D);
+    for (int64_t task = 0; task < N * panels; ++task) {
+      const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
+      const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
+      const float *r = st.r.data() + n * PA, *cj = st.c.data() + n * PB + j0, *l = st.l.data() + n * PA,
+                  *rho = st.rho.data() + n * PA;
+      similarity_panel(a1n, PA, D, b1n + j0 * D, bj, yt, s1, ld);
+      similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, s2, ld);
+      std::fill(kappa, kappa + ld, 0.0f);
+      for (int64_t i = 0; i < PA; ++i) {
+        float *s1i = s1 + i * ld, *s2i = s2 + i * ld, *wi = w + i * ld;
+        const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i];
+        for_lanes(bj, [&](int64_t j, auto lanes) {
+          using F = decltype(lanes);
+          const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
+          const F wij = fast_exp((log_p + log_q) - li);
+          store(wi + j, wij);
+          store(kappa + j, load<F>(kappa + j) + wij);
+          store(s1i + j, alpha * wij - alpha_rho * fast_exp(log_p));  // dS1 = alpha (w - rho p)
+          store(s2i + j, fast_exp(log_q));                             // q
+        });
       }
-      if (need_a) {  // after the implicit barrier: every thread's partials are complete
-        const int threads = omp_get_num_threads();
+      for (int64_t i = 0; i < PA; ++i) {
+        float *s2i = s2 + i * ld, *wi = w + i * ld;
+        for_lanes(bj, [&](int64_t j, auto lanes) {
+          using F = decltype(lanes);
+          store(s2i + j, alpha * (load<F>(wi + j) - load<F>(s2i + j) * load<F>(kappa + j)));  // dS2
+        });
+      }
+      if (ga1) {
+        copy_padded(b1n + j0 * D, bj, D, b_rows);
+        panel_product<true>(PA, D, bj, s1, ld, 1, b_rows, ldd, part_a1 + n * PA * ldd, ldd);
+      }
+      if (ga2) {
+        copy_padded(b2n + j0 * D, bj, D, b_rows);
+        panel_product<true>(PA, D, bj, s2, ld, 1, b_rows, ldd, part_a2 + n * PA * ldd, ldd);
+      }
+      if (gb1) add_grad_b(a1n, s1, bj, gb1 + (n * PB + j0) * D);
+      if (gb2) add_grad_b(a2n, s2, bj, gb2 + (n * PB + j0) * D);
+    }
+    if (need_a) {  // after the implicit barrier: every thread's partials are complete
+      const int threads = omp_get_num_threads();
 #pragma omp for
-        for (int64_t e = 0; e < PA * D; ++e) {
+      for (int64_t i = 0; i < N * PA; ++i)
+        for (int64_t k = 0; k < D; ++k) {
           float sum1 = 0, sum2 = 0;
           for (int t = 0; t < threads; ++t) {
-            sum1 += partial[static_cast<size_t>(t * 2 * PA * D + e)];
-            sum2 += partial[static_cast<size_t>(t * 2 * PA * D + PA * D + e)];
+            sum1 += partial[static_cast<size_t>(t * 2 * part_size + i * ldd + k)];
+            sum2 += partial[static_cast<size_t>(t * 2 * part_size + part_size + i * ldd + k)];
           }
-          if (ga1) ga1[n * PA * D + e] += sum1;
-          if (ga2) ga2[n * PA * D + e] += sum2;
+          if (ga1) ga1[i * D + k] += sum1;
+          if (ga2) ga2[i * D + k] += sum2;
         }
-      }
     }
   }
 }

@@ -14,8 +14,8 @@
 // norm, drives both softmaxes to the identity and -L to 0 (to -PA log(1 + epsilon) with an epsilon): a perfect
 // loss that learns nothing, which is why the maps must come from different augmentations.
 //
-// Memory: O(N * P * D) for the inputs and gradients, O(N * P) saved statistics, and per thread one forward tile
-// [tile_rows, tile_cols] and three backward panels [PA, panel_cols]. The dense reference keeps P x P matrices.
+// Memory: O(N * P) saved statistics; per thread two (forward) or three (backward) column panels [PA, panel_cols]
+// of the similarity matrices and, in the backward, partial dA1, dA2 [N, PA, D]. The dense reference keeps P x P.
 #pragma once
 #include "engine/tensor.h"
 
@@ -32,11 +32,9 @@ struct IconOptions {
   // bounds the loss of a pixel by -log(epsilon) and moves the "attempt 0" limit from 0 to -log(1 + epsilon).
   // The loss is computed in the log domain, so epsilon = 0 is finite and stable however poor the match.
   float epsilon = 0.0f;
-  // Forward tiles [tile_rows A pixels, tile_cols B pixels] and backward column panels [PA, panel_cols]: speed
-  // knobs only (the result does not depend on them beyond float rounding).
-  int64_t tile_rows = 64;
-  int64_t tile_cols = 256;
-  int64_t panel_cols = 32;
+  // Width of the column panels [PA, panel_cols] that both passes walk (a speed/memory knob only: the result does
+  // not depend on it beyond float rounding). Multiples of 16 suit the micro-kernel.
+  int64_t panel_cols = 64;
 };
 
 // a1, a2: [N, PA, D]; b1, b2: [N, PB, D] (pixel-major rows of D features). Returns a scalar; gradients flow to all

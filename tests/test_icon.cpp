@@ -87,7 +87,7 @@ TEST_CASE("icon: hand-computed value, 2 x 2 pixels, D = 1") {
   Tensor ta1 = Tensor::from({1, 2, 1}, {a1[0], a1[1]}), tb1 = Tensor::from({1, 2, 1}, {b1[0], b1[1]});
   Tensor ta2 = Tensor::from({1, 2, 1}, {a2[0], a2[1]}), tb2 = Tensor::from({1, 2, 1}, {b2[0], b2[1]});
   IconOptions tiny_tiles;
-  tiny_tiles.tile_rows = tiny_tiles.tile_cols = tiny_tiles.panel_cols = 1;
+  tiny_tiles.panel_cols = 1;
   CHECK(icon_loss(ta1, tb1, ta2, tb2).item() == doctest::Approx(-L / 2).epsilon(1e-6));
   CHECK(icon_loss(ta1, tb1, ta2, tb2, tiny_tiles).item() == doctest::Approx(-L / 2).epsilon(1e-6));
   CHECK(icon_loss_dense(ta1, tb1, ta2, tb2).item() == doctest::Approx(-L / 2).epsilon(1e-6));
@@ -102,8 +102,6 @@ TEST_CASE("icon: equals the loss composed from matmul, softmax, log and mean (va
   Rng rng(11);
   auto maps = random_maps(rng, 2, 13, 9, 5);
   IconOptions opt;
-  opt.tile_rows = 4;
-  opt.tile_cols = 5;
   opt.panel_cols = 3;
   float ours = 0, composed = 0;
   auto g_ours = grads_of(maps, [&](auto& m) { return icon_loss(m[0], m[1], m[2], m[3], opt); }, &ours);
@@ -117,24 +115,22 @@ TEST_CASE("icon: equals the loss composed from matmul, softmax, log and mean (va
 
 TEST_CASE("icon: blocked equals the dense reference on odd sizes and tilings (value and all four gradients)") {
   struct Case {
-    int64_t n, pa, pb, d, tile_rows, tile_cols, panel_cols;
+    int64_t n, pa, pb, d, panel_cols;
   };
-  // Tiles smaller than P and not dividing it, tiles larger than P, and PA != PB.
-  const Case cases[] = {{2, 37, 37, 3, 7, 11, 5}, {1, 50, 50, 8, 16, 13, 9}, {2, 37, 50, 8, 9, 8, 7},
-                        {1, 50, 37, 3, 64, 256, 32}, {3, 37, 37, 8, 1, 37, 50}};
+  // Panels narrower than P and not dividing it (also not a multiple of the kernel's 16 columns), wider than P,
+  // and PA != PB (row counts not multiples of the kernel's 6 rows).
+  const Case cases[] = {{2, 37, 37, 3, 5}, {1, 50, 50, 8, 16}, {2, 37, 50, 8, 7},
+                        {1, 50, 37, 3, 32}, {3, 37, 37, 8, 50}, {1, 50, 50, 8, 1}};
   Rng rng(5);
   for (const Case& c : cases)
     for (IconReduction reduction : {IconReduction::Mean, IconReduction::Sum})
       for (float eps : {0.0f, 1e-4f}) {
-        INFO("N " << c.n << " PA " << c.pa << " PB " << c.pb << " D " << c.d << " tiles " << c.tile_rows << "x"
-                  << c.tile_cols << " panel " << c.panel_cols << " sum " << (reduction == IconReduction::Sum)
-                  << " eps " << eps);
+        INFO("N " << c.n << " PA " << c.pa << " PB " << c.pb << " D " << c.d << " panel " << c.panel_cols
+                  << " sum " << (reduction == IconReduction::Sum) << " eps " << eps);
         auto maps = random_maps(rng, c.n, c.pa, c.pb, c.d);
         IconOptions opt;
         opt.reduction = reduction;
         opt.epsilon = eps;
-        opt.tile_rows = c.tile_rows;
-        opt.tile_cols = c.tile_cols;
         opt.panel_cols = c.panel_cols;
         float blocked = 0, dense = 0;
         auto gb = grads_of(maps, [&](auto& m) { return icon_loss(m[0], m[1], m[2], m[3], opt); }, &blocked);
@@ -151,8 +147,6 @@ TEST_CASE("icon: gradient checks of the blocked op") {
   Rng rng(3);
   auto maps = random_maps(rng, 2, 5, 4, 3);
   IconOptions opt;
-  opt.tile_rows = 2;
-  opt.tile_cols = 3;
   opt.panel_cols = 3;
   CHECK_GRADIENTS([&](const std::vector<Tensor>& m) { return icon_loss(m[0], m[1], m[2], m[3], opt); }, maps);
   opt.epsilon = 0.05f;  // large enough to matter (s_i is around 1/P)
@@ -172,8 +166,6 @@ TEST_CASE("icon: stable with large feature norms (radius 30, logits up to 900)")
   Rng rng(17);
   auto maps = random_maps(rng, 2, 37, 50, 8, 30.0f);
   IconOptions opt;
-  opt.tile_rows = 8;
-  opt.tile_cols = 16;
   opt.panel_cols = 7;
   float blocked = 0, dense = 0;
   auto gb = grads_of(maps, [&](auto& m) { return icon_loss(m[0], m[1], m[2], m[3], opt); }, &blocked);
@@ -234,8 +226,6 @@ TEST_CASE("icon: invariant to a common permutation of B's pixels") {
   };
   std::vector<Tensor> moved = {maps[0], permuted(maps[1]), maps[2], permuted(maps[3])};
   IconOptions opt;
-  opt.tile_rows = 5;
-  opt.tile_cols = 7;
   opt.panel_cols = 6;
   float before = 0, after = 0;
   auto g_before = grads_of(maps, [&](auto& m) { return icon_loss(m[0], m[1], m[2], m[3], opt); }, &before);

@@ -262,7 +262,7 @@ void SdfObject::normalize_size(float target, int directions) {
   }
   check(extent > 0, "SdfObject::normalize_size: no surface found within radius ", start);
   scale = target / extent;
-  bound = raw_bound * scale;
+  bound = start * scale;  // 1% beyond the analytic bound: marching stops a hair before the surface
 }
 
 // --- camera and shading ------------------------------------------------------------------------------------------

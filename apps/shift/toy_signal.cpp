@@ -17,6 +17,13 @@ Tensor toy_signal(int width) {
   return Tensor::from({1, 1, 1, width}, std::move(v));
 }
 
+Tensor toy_bump(int width) {
+  check(width > 0 && width % 4 == 0, "toy_bump: width must be a positive multiple of 4, got ", width);
+  std::vector<float> v(static_cast<size_t>(width), 0.0f);
+  v[2] = v[3] = 1.0f;
+  return Tensor::from({1, 1, 1, width}, std::move(v));
+}
+
 namespace {
 
 void check_signal(const Tensor& x, const char* op) {

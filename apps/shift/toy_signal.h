@@ -15,8 +15,10 @@
 
 namespace eq {
 
-// [1, 1, 1, width]: x[i] = 1 when i mod 4 is 2 or 3, else 0. width must be a positive multiple of 4.
+// [1, 1, 1, width]: x[i] = 1 when i mod 4 is 2 or 3, else 0 (Zhang's Fig. 1). width: a positive multiple of 4.
 Tensor toy_signal(int width);
+// [1, 1, 1, width]: a single bump, x[2] = x[3] = 1 and 0 elsewhere. width: a positive multiple of 4.
+Tensor toy_bump(int width);
 
 // [1, 1, 1, W] -> [1, 1, 1, W / 2] (W even).
 Tensor toy_max_pool(const Tensor& x);
