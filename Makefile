@@ -76,8 +76,12 @@ bench: $(BUILD)/bench
 data:
 	bash apps/common/fetch_data.sh data
 
-demo: deps data $(BUILD)/classify
-	$(BUILD)/classify --dataset mnist --model lenet --epochs 3 --out out/classify_mnist
+# The main job: a short version of each study (the full ones are documented in README.md).
+demo: deps data $(BUILD)/classify $(BUILD)/shift $(BUILD)/scale
+	$(BUILD)/classify --dataset mnist --model lenet --epochs 4 --out out/classify_mnist
+	$(BUILD)/shift --quick --out out/shift
+	$(BUILD)/scale --quick --out out/scale
+	@echo "demo: tables above; figures and results.json in out/classify_mnist, out/shift, out/scale"
 
 clean:
 	rm -rf build build-asan

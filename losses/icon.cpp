@@ -87,14 +87,22 @@ double log_s_plus_eps(double log_s, double eps) {
 // otherwise) with a scalar tail; fast_exp is one template for both widths.
 // ---------------------------------------------------------------------------------------------------------------
 
+// Without AVX (e.g. `make sanitize`, no -march=native) GCC warns that returning these by value changes the ABI; they
+// never leave this file, so the warning does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
 using f8 = float __attribute__((vector_size(32)));
 using i8 = int32_t __attribute__((vector_size(32)));
 
-inline float splat(float v, float) { return v; }
-inline f8 splat(float v, f8) { return f8{v, v, v, v, v, v, v, v}; }
+// splat<F>(v): v in every lane of an F.
+template <class F>
+F splat(float v);
+template <>
+inline float splat<float>(float v) { return v; }
+template <>
+inline f8 splat<f8>(float v) { return f8{v, v, v, v, v, v, v, v}; }
 // Bit reinterpretations, float <-> int32, of a scalar or of a vector.
 template <class To, class From>
-To bit_cast(From x) {
+To bit_cast(const From& x) {
   static_assert(sizeof(To) == sizeof(From), "bit_cast between types of different sizes");
   To y;
   std::memcpy(&y, &x, sizeof y);
@@ -102,8 +110,8 @@ To bit_cast(From x) {
 }
 inline int32_t bits_of(float x) { return bit_cast<int32_t>(x); }
 inline float float_of(int32_t b) { return bit_cast<float>(b); }
-inline i8 bits_of(f8 x) { return bit_cast<i8>(x); }
-inline f8 float_of(i8 b) { return bit_cast<f8>(b); }
+inline i8 bits_of(const f8& x) { return bit_cast<i8>(x); }
+inline f8 float_of(const i8& b) { return bit_cast<f8>(b); }
 
 template <class F>
 F load(const float* p) {
@@ -112,30 +120,35 @@ F load(const float* p) {
   return v;
 }
 template <class F>
-void store(float* p, F v) {
+void store(float* p, const F& v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Calls body(j, F{}) with F = f8 for j = 0, 8, 16, ... and with F = float for the last n % 8 elements.
+// Calls body(j, Lanes<F>{}) with F = f8 for j = 0, 8, 16, ... and with F = float for the last n % 8 elements;
+// the body reads F as `typename decltype(lanes)::type`.
+template <class F>
+struct Lanes {
+  using type = F;
+};
 template <class Body>
 void for_lanes(int64_t n, Body body) {
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) body(j, f8{});
-  for (; j < n; ++j) body(j, float{});
+  for (; j + 8 <= n; j += 8) body(j, Lanes<f8>{});
+  for (; j < n; ++j) body(j, Lanes<float>{});
 }
 
 // exp(x) by Cephes expf's reduction x = k ln2 + f (k rounded with the 1.5 * 2^23 trick, whose low mantissa bits
 // are then k itself) and its degree-7 polynomial: relative error ~1e-7. Below -87 (exp < 1.7e-38) it returns 0,
 // what every caller wants (terms of sums against values >= 1, probabilities); exp(-inf) = 0.
 template <class F>
-F fast_exp(F x) {
-  const F lo = splat(-87.0f, F{}), hi = splat(88.0f, F{}), round = splat(12582912.0f, F{});
+F fast_exp(const F& x) {
+  const F lo = splat<F>(-87.0f), hi = splat<F>(88.0f), round = splat<F>(12582912.0f);
   F xc = x < lo ? lo : x;
   xc = xc > hi ? hi : xc;
   const F shifted = xc * 1.44269504088896341f + round;
   const F k = shifted - round;
   const F f = xc - k * 0.693359375f + k * 2.12194440e-4f;  // ln2 split in two: the reduction is exact
-  F p = splat(1.9875691500e-4f, F{});
+  F p = splat<F>(1.9875691500e-4f);
   p = p * f + 1.3981999507e-3f;
   p = p * f + 8.3334519073e-3f;
   p = p * f + 4.1665795894e-2f;
@@ -143,10 +156,10 @@ F fast_exp(F x) {
   p = p * f + 5.0000001201e-1f;
   const F e = p * f * f + f + 1.0f;
   const F scale = float_of((bits_of(shifted) - 0x4B400000 + 127) << 23);  // 2^k, k in [-126, 127]
-  return x < lo ? splat(0.0f, F{}) : e * scale;
+  return x < lo ? splat<F>(0.0f) : e * scale;
 }
 
-inline float horizontal_sum(f8 v) {
+inline float horizontal_sum(const f8& v) {
   float s = 0;
   for (int k = 0; k < 8; ++k) s += v[k];
   return s;
@@ -164,7 +177,7 @@ constexpr int kMicroRows = 6;   // 6 x 2 accumulators + 2 operands + 1 broadcast
 
 int64_t padded(int64_t cols) { return (cols + kGroup - 1) / kGroup * kGroup; }
 
-inline f8 multiply_add(f8 a, f8 b, f8 c) {
+inline f8 multiply_add(const f8& a, const f8& b, const f8& c) {
 #ifdef __FMA__
   return _mm256_fmadd_ps(a, b, c);  // -std=c++17 turns off contraction of a * b + c into an FMA
 #else
@@ -185,7 +198,7 @@ void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const flo
   for (int64_t k = 0; k < K; ++k) {
     const f8 b0 = load<f8>(m + k * ldm), b1 = load<f8>(m + k * ldm + 8);
     for (int r = 0; r < R; ++r) {
-      const f8 a = splat(x[r * x_row + k * x_k], f8{});
+      const f8 a = splat<f8>(x[r * x_row + k * x_k]);
       acc[r][0] = multiply_add(a, b0, acc[r][0]);
       acc[r][1] = multiply_add(a, b1, acc[r][1]);
     }
@@ -258,10 +271,10 @@ void similarity_panel(const float* x, int64_t PA, int64_t D, const float* y_pane
 
 // Max and sum of exp(x - max) over x[0 .. n), vectorised.
 float row_max(const float* x, int64_t n) {
-  f8 max8 = splat(-std::numeric_limits<float>::infinity(), f8{});
+  f8 max8 = splat<f8>(-std::numeric_limits<float>::infinity());
   float max1 = -std::numeric_limits<float>::infinity();
   for_lanes(n, [&](int64_t j, auto lanes) {
-    using F = decltype(lanes);
+    using F = typename decltype(lanes)::type;
     const F v = load<F>(x + j);
     if constexpr (std::is_same_v<F, f8>) max8 = v > max8 ? v : max8;
     else max1 = v > max1 ? v : max1;
@@ -273,7 +286,7 @@ float sum_exp(const float* x, int64_t n, float shift) {
   f8 sum8{};
   float sum1 = 0;
   for_lanes(n, [&](int64_t j, auto lanes) {
-    using F = decltype(lanes);
+    using F = typename decltype(lanes)::type;
     const F e = fast_exp(load<F>(x + j) - shift);
     if constexpr (std::is_same_v<F, f8>) sum8 += e;
     else sum1 += e;
@@ -342,13 +355,13 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
       std::fill(col_sum, col_sum + ld, 0.0f);
       for (int64_t i = 0; i < PA; ++i)
         for_lanes(lanes_cols, [&](int64_t j, auto lanes) {
-          using F = decltype(lanes);
+          using F = typename decltype(lanes)::type;
           const F v = load<F>(s2 + i * ld + j), m = load<F>(col_max + j);
           store(col_max + j, v > m ? v : m);
         });
       for (int64_t i = 0; i < PA; ++i)
         for_lanes(lanes_cols, [&](int64_t j, auto lanes) {
-          using F = decltype(lanes);
+          using F = typename decltype(lanes)::type;
           store(col_sum + j, load<F>(col_sum + j) + fast_exp(load<F>(s2 + i * ld + j) - load<F>(col_max + j)));
         });
       for (int64_t j = 0; j < bj; ++j) col_max[j] += std::log(col_sum[j]);  // now c_j
@@ -357,7 +370,7 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
       for (int64_t i = 0; i < PA; ++i) {
         float *s1i = s1 + i * ld, *s2i = s2 + i * ld;
         for_lanes(bj, [&](int64_t j, auto lanes) {
-          using F = decltype(lanes);
+          using F = typename decltype(lanes)::type;
           store(s2i + j, (load<F>(s2i + j) - load<F>(col_max + j)) + load<F>(s1i + j));
         });
         r_run.add(i, s1i, bj);
@@ -435,7 +448,7 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
         float *s1i = s1 + i * ld, *s2i = s2 + i * ld, *wi = w + i * ld;
         const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i];
         for_lanes(bj, [&](int64_t j, auto lanes) {
-          using F = decltype(lanes);
+          using F = typename decltype(lanes)::type;
           const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
           const F wij = fast_exp((log_p + log_q) - li);
           store(wi + j, wij);
@@ -447,7 +460,7 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       for (int64_t i = 0; i < PA; ++i) {
         float *s2i = s2 + i * ld, *wi = w + i * ld;
         for_lanes(bj, [&](int64_t j, auto lanes) {
-          using F = decltype(lanes);
+          using F = typename decltype(lanes)::type;
           store(s2i + j, alpha * (load<F>(wi + j) - load<F>(s2i + j) * load<F>(kappa + j)));  // dS2
         });
       }
@@ -554,7 +567,7 @@ Tensor icon_loss(const Tensor& a1, const Tensor& b1, const Tensor& a2, const Ten
   const double scale = loss_scale(sh, options);
   Tensor out = Tensor::scalar(static_cast<float>(-scale * stats.total));
   if (!any_requires_grad({&a1, &b1, &a2, &b2})) return out;
-  // The backward recomputes the tiles, so it keeps the four inputs and the O(N * P) statistics; the total is
+  // The backward recomputes the panels, so it keeps the four inputs and the O(N * P) statistics; the total is
   // not needed.
   stats.total = 0;
   auto keep = std::make_shared<IconStats>(std::move(stats));

@@ -1,7 +1,7 @@
 // equilab scale — the scale-equivariance study: CNN vs deformable CNN vs Deep Scale-Spaces (v1 Gaussian lifting,
 // v2 bilinear lifting, deformable) vs a p4 group CNN on scale-MNIST / scale-Fashion-MNIST (SESN protocol).
 //
-//   build/scale --quick                                  # ~2 minutes: every model, 1 realisation, tiny split
+//   build/scale --quick                                  # < 1 minute unloaded: every model, 1 realisation, tiny split
 //   build/scale --dataset mnist --realisations 3 --out out/scale
 //
 // For each realisation (seed) the dataset is rebuilt (apps/common/scale_mnist.h), every model is initialised, its
@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
   flags.add("train", "6000", "training images per realisation");
   flags.add("val", "1000", "validation images (logged per epoch)");
   flags.add("test", "3000", "test images (accuracy, and the first --eq-images for Delta)");
-  flags.add("epochs", "5", "training epochs per model and realisation");
+  flags.add("epochs", "4", "training epochs per model and realisation");
   flags.add("batch", "128", "mini-batch size (SESN: 128)");
   flags.add("lr", "0.01", "peak learning rate (Adam; SESN: 0.01)");
   flags.add("deform-lr", "0.001", "peak learning rate of deform_cnn and deform_dss (Adam at 0.01 throws the offset "
@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
   flags.add("sweep", "b2-s3-k1,b2-s3-k2,b3-s2-k1,b2-s2-k1-w0.5",
             "DSS v1 hyperparameter settings (b base, s scales, k interaction, w channel width), run on the first "
             "realisation besides the main setting; empty for none");
-  flags.add("quick", "false", "a ~2-minute demo: 1 realisation, 1,000 / 200 / 500 images, 2 epochs, batch 32, 100 "
+  flags.add("quick", "false", "a ~2-minute demo: 1 realisation, 1,000 / 200 / 500 images, 3 epochs, batch 32, 100 "
             "images for Delta, no sweep (flags given explicitly still win)");
   flags.add("threads", "2", "threads for OpenMP loops and OpenBLAS");
   flags.add("data", "data", "folder that `make data` filled");
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
       return quick && !flags.was_given(flag) ? quick_value : flags.get(flag);
     };
     const int realisations = std::stoi(quick_or("realisations", "1"));
-    const int epochs = std::stoi(quick_or("epochs", "2"));
+    const int epochs = std::stoi(quick_or("epochs", "3"));
     const int64_t n_train = std::stoll(quick_or("train", "1000")), n_val = std::stoll(quick_or("val", "200")),
                   n_test = std::stoll(quick_or("test", "500")), n_eq = std::stoll(quick_or("eq-images", "100"));
     const std::vector<std::string> sweep = split_list(quick_or("sweep", ""));

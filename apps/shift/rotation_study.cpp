@@ -117,7 +117,8 @@ Json run_rotation_study(const StudyConfig& c) {
           for (const auto& row : run.layers.back())
             layers_csv.row({regime, kind, static_cast<int64_t>(seed), deg, row.name, row.delta});
         }
-        for (float deg : sweep) run.logit_invariance.push_back(equivariance_error(*model, probe, rotation_transform(deg)));
+        for (float deg : sweep)
+          run.logit_invariance.push_back(equivariance_error(*model, probe, rotation_transform(deg)));
         std::printf("train on %-7s %-5s seed %llu  %6lld params  acc rotated %.2f%%  upright %.2f%%  Delta logits "
                     "rot90 %.2e  30deg %.2e  (%.1f s)\n",
                     regime.c_str(), kind.c_str(), static_cast<unsigned long long>(seed),
@@ -158,15 +159,16 @@ Json run_rotation_study(const StudyConfig& c) {
 
   // --- per-layer errors (models trained on rotated digits; both regimes in the JSON / CSV) ---
   Json layers_json = Json::array();
-  LineChart per_layer("per-layer rotation error (trained on rotated; 0 drawn at 1e-9)", "layer index",
+  LineChart per_layer("per-layer rotation Delta (rotated training)", "layer index (0 drawn at 1e-9)",
                       "equivariance error Delta");
   per_layer.set_log_y();
   for (const std::string& regime : regimes) {
     for (const std::string& kind : kinds) {
       const auto& rs = runs[regime + "/" + kind];
       const bool show = regime == "rotated";
-      if (show) std::printf("\n%s CNN trained on rotated digits: per-layer Delta (mean over seeds)\n%-44s %10s %10s %10s\n",
-                            kind.c_str(), "layer", "rot90", "30 deg", "60 deg");
+      if (show)
+        std::printf("\n%s CNN trained on rotated digits: per-layer Delta (mean over seeds)\n%-44s %10s %10s %10s\n",
+                    kind.c_str(), "layer", "rot90", "30 deg", "60 deg");
       Json model_json = Json::object();
       model_json.set("train_on", regime).set("model", kind);
       Json rows = Json::array();
