@@ -78,10 +78,10 @@ data:
 
 # The main job: a short version of each study (the full ones are documented in README.md).
 demo: deps data $(BUILD)/classify $(BUILD)/shift $(BUILD)/scale
-	$(BUILD)/classify --dataset mnist --model lenet --epochs 4 --out out/classify_mnist
-	$(BUILD)/shift --quick --out out/shift
-	$(BUILD)/scale --quick --out out/scale
-	@echo "demo: tables above; figures and results.json in out/classify_mnist, out/shift, out/scale"
+	$(BUILD)/classify --dataset mnist --model lenet --epochs 4 --out out/demo/classify_mnist
+	$(BUILD)/shift --quick --out out/demo/shift
+	$(BUILD)/scale --quick --out out/demo/scale
+	@echo "demo: tables above; figures and results.json in out/demo/"
 
 clean:
 	rm -rf build build-asan

