@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   flags.add("seed", "0", "random seed (initialisation, shuffling, dropout)");
   flags.add("data", "data", "folder that `make data` filled");
   flags.add("out", "out/classify", "output folder");
-  flags.add("resume", "false", "continue from <out>/checkpoint.safetensors");
+  flags.add("resume", "false", "continue from <out>/checkpoint.safetensors (give the same flags as the interrupted run)");
   try {
     if (!flags.parse(argc, argv)) return 0;
     set_num_threads(flags.get_int("threads"));

@@ -103,9 +103,16 @@ TrainResult train_classifier(Module& model, const Dataset& train, const Dataset&
 
   if (c.resume && !ckpt.empty() && std::filesystem::exists(ckpt)) {
     Checkpoint cp = load_safetensors(ckpt);
-    load_into(cp, with_prefix("model.", model.named_parameters()), false);
-    load_into(cp, with_prefix("model.", model.named_buffers()), false);
-    opt->load_state(strip_prefix(NamedTensors(cp.tensors), "optimizer."));
+    // Strict: a checkpoint of another model (or other flags) is an error listing every mismatch, never a
+    // partial load.
+    NamedTensors model_state = model.named_parameters();
+    for (auto& nt : model.named_buffers()) model_state.push_back(nt);
+    try {
+      load_into(Checkpoint{strip_prefix(cp.tensors, "model."), {}}, model_state, /*strict=*/true);
+      opt->load_state(strip_prefix(cp.tensors, "optimizer."));
+    } catch (const Error& e) {
+      fail("cannot resume from ", ckpt, " (was it written with other flags?): ", e.what());
+    }
     result.history = history_from(cp.get("history"));
     first_epoch = static_cast<int>(result.history.size());
     std::printf("resumed from %s after epoch %d\n", ckpt.c_str(), first_epoch);
