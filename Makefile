@@ -57,6 +57,9 @@ $(BUILD)/tests: $(call obj,$(TEST_SRCS)) $(LIB)
 $(BUILD)/%: $(BUILD)/obj/apps/%/main.o $(LIB)
 	$(CXX) $(CXXFLAGS) $(filter-out $(LIB),$^) $(LIB) -o $@ $(LDLIBS)
 
+# Keep apps' main.o (make would delete it as an intermediate and recompile it on every change to the library).
+.SECONDARY:
+
 # Extra sources of an app (apps/<name>/*.cpp besides main.cpp) link into that app only.
 .SECONDEXPANSION:
 $(APPS): $$(call obj,$$(filter-out apps/$$(notdir $$@)/main.cpp,$$(wildcard apps/$$(notdir $$@)/*.cpp)))

@@ -24,33 +24,6 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 // Writing
 // ---------------------------------------------------------------------------------------------------------------
 
-// A JSON string literal, escaped as serde_json (the reference writer) does: quote, backslash, the short control
-// escapes, other control characters as \u00xx; everything else (UTF-8 included) verbatim.
-void append_json_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          const char* hex = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
 // The header JSON, padded with spaces to a multiple of 8 bytes.
 std::string build_header(const NamedTensors& tensors, const CheckpointMetadata& metadata) {
   std::string h = "{";
@@ -408,6 +381,33 @@ std::string join(const std::vector<std::string>& names, size_t limit = 20) {
 }
 
 }  // namespace
+
+// Escaped as serde_json (the reference writer) does, so our headers match its byte for byte.
+void append_json_string(std::string& out, const std::string& s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          const char* hex = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
 
 // ---------------------------------------------------------------------------------------------------------------
 // save / load

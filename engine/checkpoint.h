@@ -36,6 +36,10 @@ struct Checkpoint {
   bool contains(const std::string& name) const;
 };
 
+// Appends s to out as a JSON string literal (quotes, backslash, short control escapes, other control bytes as
+// \u00xx, UTF-8 verbatim): the safetensors header's escaping, shared with apps/common/json_writer.
+void append_json_string(std::string& out, const std::string& s);
+
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const CheckpointMetadata& metadata = {});
 Checkpoint load_safetensors(const std::string& path);
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/checkpoint.h"  // append_json_string
 #include "engine/error.h"
 
 namespace eq {
@@ -33,27 +34,6 @@ Json& Json::push(Json value) {
   return *this;
 }
 
-static void escape_into(std::string& out, const std::string& s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
-
 void Json::dump_to(std::string& out, int indent, int depth) const {
   const std::string pad(static_cast<size_t>(indent * (depth + 1)), ' '), pad_end(static_cast<size_t>(indent * depth), ' ');
   switch (kind_) {
@@ -65,7 +45,7 @@ void Json::dump_to(std::string& out, int indent, int depth) const {
       break;
     }
     case Kind::Bool: out += boolean_ ? "true" : "false"; break;
-    case Kind::String: escape_into(out, string_); break;
+    case Kind::String: append_json_string(out, string_); break;
     case Kind::Object:
     case Kind::Array: {
       const bool obj = kind_ == Kind::Object;
@@ -77,7 +57,7 @@ void Json::dump_to(std::string& out, int indent, int depth) const {
         out += i ? "," : "";
         if (!flat) out += "\n" + pad;
         else if (i) out += " ";
-        if (obj) escape_into(out, members_[i].first), out += ": ";
+        if (obj) append_json_string(out, members_[i].first), out += ": ";
         members_[i].second.dump_to(out, indent, depth + 1);
       }
       if (!flat && !members_.empty()) out += "\n" + pad_end;
