@@ -29,6 +29,7 @@ REGISTER_LISTENER("summary_line", 1, SummaryLine);
 }  // namespace
 
 int main(int argc, char** argv) {
+  eq::use_fast_blas_kernels(argv);  // before anything else: it may restart the program
   eq::set_num_threads(2);
   doctest::Context context;
   context.applyCommandLine(argc, argv);

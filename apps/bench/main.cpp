@@ -35,6 +35,7 @@ static double median_ms(const Workload& w) {
 }  // namespace eq::bench
 
 int main(int argc, char** argv) {
+  eq::use_fast_blas_kernels(argv);  // before anything else: it may restart the program
   int threads = 2;
   std::string only;
   bool list = false;

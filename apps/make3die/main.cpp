@@ -52,6 +52,7 @@ static void write_sample_grid(const DieMini& set, const std::string& path, int v
 }
 
 int main(int argc, char** argv) {
+  eq::use_fast_blas_kernels(argv);  // before anything else: it may restart the program
   Flags flags("make3die", "Render the 3DIE-mini dataset: procedural 3D objects, known rotations, 32x32 RGB.");
   flags.add("objects", "2000", "number of objects (class = object id mod 13)");
   flags.add("views", "10", "views per object");
