@@ -5,11 +5,13 @@
 #include <sstream>
 
 #include "engine/autograd.h"
-#include "engine/conv.h"
 #include "engine/parallel.h"
+#include "engine/scale_conv_kernel.h"
 #include "engine/shape_ops.h"
 
 namespace eq {
+
+using Storage = std::shared_ptr<std::vector<float>>;
 
 int scale_dilation(float base, int64_t s, const char* op) {
   check(std::isfinite(base) && base >= 1 && base == std::floor(base), op, ": base must be an integer >= 1 (the ",
@@ -71,51 +73,44 @@ void check_scale_conv(const Tensor& x, const Tensor& w, const Tensor& b, float b
   scale_dilation(base, x.size(2) - 1, op);
 }
 
+// The kernel's view of a checked call: sizes and the dilation b^s of every output scale.
+ScaleConvShape scale_conv_shape(const Tensor& x, const Tensor& w, float base, const char* op) {
+  ScaleConvShape g;
+  g.N = x.size(0), g.Cin = x.size(1), g.S = x.size(2), g.H = x.size(3), g.W = x.size(4);
+  g.Cout = w.size(0), g.Ks = w.size(2), g.kh = w.size(3), g.kw = w.size(4);
+  for (int64_t s = 0; s < g.S; ++s) g.dilation.push_back(scale_dilation(base, s, op));
+  return g;
+}
+
 }  // namespace
 
 Tensor scale_conv(const Tensor& x, const Tensor& w, const Tensor& b, float base) {
   check_scale_conv(x, w, b, base, "scale_conv");
-  const int64_t S = x.size(2), Ks = w.size(2);
-  std::vector<Tensor> outs;
-  outs.reserve(static_cast<size_t>(S));
-  for (int64_t s = 0; s < S; ++s) {
-    Conv2dOptions opt;
-    opt.dilation_h = opt.dilation_w = scale_dilation(base, s, "scale_conv");
-    opt.pad_h = opt.dilation_h * static_cast<int>(w.size(3) / 2);
-    opt.pad_w = opt.dilation_w * static_cast<int>(w.size(4) / 2);
-    const Tensor window = scale_window(x, s, Ks);
-    outs.push_back(conv2d(window, scale_window_weight(w, window.size(1) / x.size(1)), b, opt));
-  }
-  return stack(outs, 2);
+  const ScaleConvShape g = scale_conv_shape(x, w, base, "scale_conv");
+  Tensor y({g.N, g.Cout, g.S, g.H, g.W});
+  scale_conv_forward(g, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data());
+  if (!any_requires_grad({&x, &w, &b})) return y;
+  // dx needs only the weight, dw only the input.
+  Storage keep_x = w.requires_grad() ? x.impl()->data : nullptr;
+  Storage keep_w = x.requires_grad() ? w.impl()->data : nullptr;
+  record(y, "scale_conv", {x, w, b}, [g, keep_x, keep_w](const float* gy, const std::vector<float*>& gin) {
+    scale_conv_backward(g, keep_x ? keep_x->data() : nullptr, keep_w ? keep_w->data() : nullptr, gy, gin[0], gin[1],
+                        gin[2]);
+  });
+  return y;
 }
 
 Tensor scale_conv_reference(const Tensor& x, const Tensor& w, const Tensor& b, float base) {
   check_scale_conv(x, w, b, base, "scale_conv_reference");
-  const int64_t N = x.size(0), Cin = x.size(1), S = x.size(2), H = x.size(3), W = x.size(4);
-  const int64_t Cout = w.size(0), Ks = w.size(2), kh = w.size(3), kw = w.size(4);
-  Tensor out({N, Cout, S, H, W});
-  const float* px = x.data();
-  const float* pw = w.data();
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < Cout; ++o)
-      for (int64_t s = 0; s < S; ++s) {
-        const int64_t d = scale_dilation(base, s, "scale_conv_reference");
-        for (int64_t y = 0; y < H; ++y)
-          for (int64_t xx = 0; xx < W; ++xx) {
-            double acc = b.defined() ? b.data()[o] : 0.0;
-            for (int64_t j = 0; j < Ks && s + j < S; ++j)
-              for (int64_t c = 0; c < Cin; ++c)
-                for (int64_t ki = 0; ki < kh; ++ki)
-                  for (int64_t kj = 0; kj < kw; ++kj) {
-                    const int64_t iy = y + (ki - kh / 2) * d, ix = xx + (kj - kw / 2) * d;
-                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                    acc += double(pw[(((o * Cin + c) * Ks + j) * kh + ki) * kw + kj]) *
-                           px[(((n * Cin + c) * S + s + j) * H + iy) * W + ix];
-                  }
-            out.data()[(((n * Cout + o) * S + s) * H + y) * W + xx] = static_cast<float>(acc);
-          }
-      }
-  return out;
+  const ScaleConvShape g = scale_conv_shape(x, w, base, "scale_conv_reference");
+  Tensor y({g.N, g.Cout, g.S, g.H, g.W});
+  scale_conv_forward_reference(g, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data());
+  if (!any_requires_grad({&x, &w, &b})) return y;
+  record(y, "scale_conv_reference", {x, w, b},
+         [g, xs = x.impl()->data, ws = w.impl()->data](const float* gy, const std::vector<float*>& gin) {
+           scale_conv_backward_reference(g, xs->data(), ws->data(), gy, gin[0], gin[1], gin[2]);
+         });
+  return y;
 }
 
 ScaleConv::ScaleConv(int in, int out, int kernel, int interaction, float base, Rng& rng, bool with_bias)

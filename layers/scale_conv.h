@@ -11,13 +11,14 @@
 // by b and moving one scale up commutes with it exactly (zero padding, odd kernels, b^s integer; tested):
 //   scale_conv(D_b(x[:, :, 1:])) = D_b(scale_conv(x)[:, :, 1:]),   D_b = keep every b-th pixel from pixel 0.
 //
-// Implementation: for each output scale, the input scales s .. s+n-1 (n = min(Ks, S - s)) are laid side by side as
-// channels, [N, Cin*n, H, W] with channel c*n + j = input channel c at scale s + j, and ONE conv2d with the matching
-// weight slice [Cout, Cin*n, k, k] and dilation b^s computes every term of that scale; the S outputs are stacked on
-// axis 2. All of it is composed of differentiable ops (scale_window, slice/reshape of the weight, conv2d, stack),
-// so the only backward written here is scale_window's. The per-scale convolutions run at plain conv2d speed
-// (large dilations included); what ScaleConv adds is memory traffic: the window copies, the stack, and their
-// gradient buffers (measured in apps/bench/bench_scale.cpp).
+// Implementation: one autograd op on the kernels of engine/scale_conv_kernel.h, which read the scale window of
+// every output scale straight from the 5-D input (im2col with the scale's dilation, row (c, j, ki, kj) reading
+// plane (c, s + j)) and write each GEMM's result in place into the 5-D output: no window copies, no stack, no
+// per-scale gradient buffers. Scales that share a weight matrix (all but the Ks - 1 top ones) share GEMMs; the input
+// gradient of each output scale's window is one transposed convolution whose rows are added into its input scales
+// (no col2im). Earlier versions composed scale_window + conv2d + stack per scale; apps/bench/bench_scale.cpp times
+// both (scaleconv_fwd_bwd_* vs scaleconv_composed_fwd_bwd_*). scale_window stays for DeformScaleConv, whose
+// per-scale deform_conv2d needs it.
 #pragma once
 #include <memory>
 
@@ -38,7 +39,8 @@ Tensor scale_window_weight(const Tensor& w, int64_t n);
 
 // x [N, Cin, S, H, W], w [Cout, Cin, Ks, kh, kw] (kh, kw odd), b [Cout] or undefined -> [N, Cout, S, H, W].
 Tensor scale_conv(const Tensor& x, const Tensor& w, const Tensor& b, float base);
-// Direct loops over every (n, o, s, y, x, j, c, ki, kj) in double, same semantics; no gradient. For tests.
+// Direct loops over every (n, o, s, y, x, j, c, ki, kj) (scale_conv_kernel.h's references), same semantics, with
+// its gradient by the same loops. For tests.
 Tensor scale_conv_reference(const Tensor& x, const Tensor& w, const Tensor& b, float base);
 
 class ScaleConv : public Module {

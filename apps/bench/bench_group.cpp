@@ -8,8 +8,8 @@
 #include <memory>
 
 #include "apps/bench/bench.h"
+#include "apps/bench/conv_workload.h"
 #include "engine/autograd.h"
-#include "engine/conv.h"
 #include "engine/rng.h"
 #include "layers/p4_conv.h"
 
@@ -31,25 +31,8 @@ Workload p4conv_workload(int64_t n, int cin, int cout, int64_t hw) {
           3.0 * 2 * n * (cout * 4) * hw * hw * (cin * 4) * 9, 20};
 }
 
-// Same as bench_kernels.cpp's conv workloads (bias, zero padding 1, input requiring grad).
-Workload plain_conv_workload(int64_t n, int64_t cin, int64_t cout, int64_t hw) {
-  struct State {
-    Tensor x, w, b, seed;
-    Conv2dOptions opt;
-  };
-  Rng rng(0);
-  auto s = std::make_shared<State>();
-  s->x = Tensor::randn({n, cin, hw, hw}, rng).set_requires_grad();
-  s->w = Tensor::randn({cout, cin, 3, 3}, rng, 0, 0.1f).set_requires_grad();
-  s->b = Tensor::randn({cout}, rng).set_requires_grad();
-  s->seed = Tensor::ones({n, cout, hw, hw});
-  s->opt.pad_h = s->opt.pad_w = 1;
-  return {"conv_fwd_bwd_" + std::to_string(cin) + "_" + std::to_string(cout) + "_" + std::to_string(hw),
-          [s] { conv2d(s->x, s->w, s->b, s->opt).backward(s->seed); }, 3.0 * 2 * n * cout * hw * hw * cin * 9, 20};
-}
-
 const Registrar registrar("group", [] {
-  return std::vector<Workload>{p4conv_workload(64, 16, 16, 28), plain_conv_workload(64, 64, 64, 28)};
+  return std::vector<Workload>{p4conv_workload(64, 16, 16, 28), conv_workload(conv_name(64, 64, 28), 64, 64, 64, 28)};
 });
 
 }  // namespace
