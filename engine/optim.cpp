@@ -16,13 +16,41 @@ namespace eq {
 // ---------------------------------------------------------------------------------------------------------------
 
 Optimizer::Optimizer(std::vector<Tensor> params, float lr, const char* name)
-    : steps_(params.size(), 0), params_(std::move(params)), lr_(0), name_(name) {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (!params_[i].defined()) fail(name_, ": parameter ", i, " is an undefined tensor");
-    if (!params_[i].is_leaf())
-      fail(name_, ": parameter ", i, " ", params_[i].shape(), " is the output of an op, not a leaf tensor");
+    : Optimizer(std::vector<ParamGroup>{ParamGroup{std::move(params), 1.0f, ""}}, lr, name) {}
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, float lr, const char* name) : lr_(0), name_(name) {
+  if (groups.empty()) fail(name_, ": needs at least one parameter group");
+  // A tensor in two groups would be stepped twice per step() (PyTorch refuses this too); storage identifies it.
+  std::map<const float*, size_t> owner;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const ParamGroup& group = groups[g];
+    const std::string label = "group " + std::to_string(g) + (group.name.empty() ? "" : " (" + group.name + ")");
+    if (!(group.lr_multiplier >= 0) || !std::isfinite(group.lr_multiplier))
+      fail(name_, ": ", label, ": lr multiplier must be finite and >= 0, got ", group.lr_multiplier);
+    for (const Tensor& p : group.params) {
+      const size_t i = params_.size();
+      if (!p.defined()) fail(name_, ": parameter ", i, " (", label, ") is an undefined tensor");
+      if (!p.is_leaf())
+        fail(name_, ": parameter ", i, " (", label, ") ", p.shape(), " is the output of an op, not a leaf tensor");
+      if (p.numel() > 0) {
+        auto [it, fresh] = owner.emplace(p.data(), g);
+        if (!fresh && it->second != g)
+          fail(name_, ": parameter ", i, " ", p.shape(), " is in group ", it->second, " and in ", label);
+      }
+      params_.push_back(p);
+      param_group_.push_back(g);
+    }
+    group_multipliers_.push_back(group.lr_multiplier);
+    group_sizes_.push_back(group.params.size());
   }
+  steps_.assign(params_.size(), 0);
   set_lr(lr);
+}
+
+float Optimizer::lr_multiplier(size_t group) const {
+  if (group >= group_multipliers_.size())
+    fail(name_, ": group ", group, " does not exist (", group_multipliers_.size(), " groups)");
+  return group_multipliers_[group];
 }
 
 void Optimizer::set_lr(float lr) {
@@ -43,6 +71,13 @@ void Optimizer::add_slot(const char* slot_name) {
 NamedTensors Optimizer::state() const {
   NamedTensors out;
   out.emplace_back("lr", Tensor::scalar(lr_));
+  if (group_multipliers_.size() > 1) {
+    for (size_t g = 0; g < group_multipliers_.size(); ++g) {
+      const std::string prefix = "group." + std::to_string(g) + ".";
+      out.emplace_back(prefix + "lr_multiplier", Tensor::scalar(group_multipliers_[g]));
+      out.emplace_back(prefix + "params", Tensor::scalar(static_cast<float>(group_sizes_[g])));
+    }
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
     const std::string prefix = "param." + std::to_string(i) + ".";
     out.emplace_back(prefix + "step", Tensor::scalar(static_cast<float>(steps_[i])));
@@ -78,6 +113,14 @@ void Optimizer::load_state(const NamedTensors& state) {
          missing.empty() ? "" : "; missing: ", missing, unexpected.empty() ? "" : "; unexpected: ", unexpected,
          mismatched.empty() ? "" : "; wrong shape: ", mismatched);
 
+  // Group configuration must match exactly (see optim.h): it is compared, never loaded.
+  for (const auto& [name, t] : expected) {
+    if (name.rfind("group.", 0) != 0) continue;
+    const float want = t.item(), got = given[name]->item();
+    if (got != want)
+      fail(name_, ".load_state: '", name, "' is ", got, " in the state but ", want,
+           " in this optimizer (other parameter groups or lr multipliers)");
+  }
   std::vector<int64_t> steps(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
     const std::string key = "param." + std::to_string(i) + ".step";
@@ -98,7 +141,12 @@ void Optimizer::load_state(const NamedTensors& state) {
 // ---------------------------------------------------------------------------------------------------------------
 
 SGD::SGD(std::vector<Tensor> params, float lr, float momentum, bool nesterov, float weight_decay, float dampening)
-    : Optimizer(std::move(params), lr, "SGD"),
+    : SGD(std::vector<ParamGroup>{ParamGroup{std::move(params), 1.0f, ""}}, lr, momentum, nesterov, weight_decay,
+          dampening) {}
+
+SGD::SGD(std::vector<ParamGroup> groups, float lr, float momentum, bool nesterov, float weight_decay,
+         float dampening)
+    : Optimizer(std::move(groups), lr, "SGD"),
       momentum_(momentum),
       weight_decay_(weight_decay),
       dampening_(dampening),
@@ -114,11 +162,12 @@ SGD::SGD(std::vector<Tensor> params, float lr, float momentum, bool nesterov, fl
 
 void SGD::step() {
   NoGrad no_grad;
-  const float lr = lr_, mu = momentum_, wd = weight_decay_, damp = 1.0f - dampening_;
+  const float mu = momentum_, wd = weight_decay_, damp = 1.0f - dampening_;
   const bool nesterov = nesterov_;
   for (size_t k = 0; k < params_.size(); ++k) {
     Tensor& p = params_[k];
     if (!p.has_grad()) continue;
+    const float lr = param_lr(k);
     const bool first = steps_[k] == 0;
     float* w = p.data();
     const float* g = p.grad_data();
@@ -144,7 +193,12 @@ void SGD::step() {
 
 Adam::Adam(std::vector<Tensor> params, float lr, float beta1, float beta2, float eps, float weight_decay,
            bool decoupled)
-    : Optimizer(std::move(params), lr, decoupled ? "AdamW" : "Adam"),
+    : Adam(std::vector<ParamGroup>{ParamGroup{std::move(params), 1.0f, ""}}, lr, beta1, beta2, eps, weight_decay,
+           decoupled) {}
+
+Adam::Adam(std::vector<ParamGroup> groups, float lr, float beta1, float beta2, float eps, float weight_decay,
+           bool decoupled)
+    : Optimizer(std::move(groups), lr, decoupled ? "AdamW" : "Adam"),
       beta1_(beta1),
       beta2_(beta2),
       eps_(eps),
@@ -166,12 +220,13 @@ void Adam::step() {
     Tensor& p = params_[k];
     if (!p.has_grad()) continue;
     const int64_t t = ++steps_[k];
+    const float lr = param_lr(k);
     // Scalars in double, as PyTorch computes them in Python floats.
     const double bias_correction1 = 1.0 - std::pow(static_cast<double>(b1), static_cast<double>(t));
     const double bias_correction2 = 1.0 - std::pow(static_cast<double>(b2), static_cast<double>(t));
-    const float step_size = static_cast<float>(lr_ / bias_correction1);
+    const float step_size = static_cast<float>(lr / bias_correction1);
     const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-    const float decay = static_cast<float>(1.0 - static_cast<double>(lr_) * wd);
+    const float decay = static_cast<float>(1.0 - static_cast<double>(lr) * wd);
     float* w = p.data();
     const float* g = p.grad_data();
     float* m = slots_[0].per_param[k].data();

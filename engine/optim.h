@@ -6,13 +6,25 @@
 // PyTorch's torch.optim exactly (same order of operations, bias corrections in double), so a PyTorch recipe
 // transfers as is.
 //
+// Parameter groups. The parameters may come in groups, each with a learning-rate multiplier: group g trains at
+// lr() * lr_multiplier(g). set_lr(base) sets the base rate, so a schedule scales every group by the same factor and
+// the groups keep their ratios (PyTorch's schedulers do the same to each group's initial lr). The usual use: a
+// deformable conv's offset branch at 0.1x the rate of the rest of the net. A plain parameter list is one group with
+// multiplier 1, and its updates are bit-identical to an optimizer without groups (lr * 1.0f == lr).
+//
 // state()/load_state() export and import everything the next step depends on (learning rate, per-parameter step
 // counts, momentum buffers, Adam moments) as named tensors, which a checkpoint stores next to the model: a run
 // resumed from a checkpoint takes exactly the steps it would have taken without the interruption. Keys are
 //     "lr", "param.<i>.step", "param.<i>.momentum_buffer" (SGD with momentum), "param.<i>.exp_avg",
-//     "param.<i>.exp_avg_sq" (Adam), with <i> the parameter's position in the list given to the constructor.
+//     "param.<i>.exp_avg_sq" (Adam), with <i> the parameter's position in the list given to the constructor
+//     (with groups: in the groups' concatenation, group 0 first);
+//     with more than one group also "group.<g>.lr_multiplier" and "group.<g>.params" (the group's size). These
+//     are configuration, not state: load_state() checks that they equal this optimizer's and fails otherwise (a
+//     resume with other multipliers or another grouping is an error, never a silent change of rates). A
+//     single-group state has exactly the keys it had before groups existed, so older checkpoints still load.
 // Step counts are float32 scalars, as in PyTorch's state_dict: exact up to 2^24 steps.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "engine/checkpoint.h"
@@ -20,16 +32,27 @@
 
 namespace eq {
 
+// Parameters that train at lr_multiplier times the optimizer's base learning rate. `name` is for messages only.
+struct ParamGroup {
+  std::vector<Tensor> params;
+  float lr_multiplier = 1;
+  std::string name;
+};
+
 class Optimizer {
  public:
-  Optimizer(std::vector<Tensor> params, float lr, const char* name);
+  Optimizer(std::vector<Tensor> params, float lr, const char* name);  // one group, multiplier 1
+  Optimizer(std::vector<ParamGroup> groups, float lr, const char* name);
   virtual ~Optimizer() = default;
 
   virtual void step() = 0;  // one update of every parameter that has a gradient
   void zero_grad();         // drops the parameters' gradients (PyTorch's set_to_none)
-  void set_lr(float lr);
+  void set_lr(float lr);  // the base rate; group g then trains at lr * lr_multiplier(g)
   float lr() const { return lr_; }
-  const std::vector<Tensor>& params() const { return params_; }
+  const std::vector<Tensor>& params() const { return params_; }  // every group's, concatenated in group order
+  size_t num_groups() const { return group_multipliers_.size(); }
+  float lr_multiplier(size_t group) const;
+  float group_lr(size_t group) const { return lr_ * lr_multiplier(group); }  // the rate group `group` steps with
 
   // Snapshot (copies) of the optimizer state; load_state() checks that every expected key is present with the
   // right shape and that there are no others, then copies the values in.
@@ -48,14 +71,23 @@ class Optimizer {
   std::vector<Tensor> params_;
   float lr_;
   const char* name_;  // "SGD", "Adam": for error messages
+  // The learning rate parameter k steps with (lr_ * its group's multiplier).
+  float param_lr(size_t k) const { return lr_ * group_multipliers_[param_group_[k]]; }
+
+ private:
+  std::vector<float> group_multipliers_;   // per group
+  std::vector<size_t> group_sizes_;        // parameters per group
+  std::vector<size_t> param_group_;        // per parameter: its group
 };
 
 // SGD as torch.optim.SGD: g = grad + weight_decay * p; with momentum, buf = g on a parameter's first step and
 // buf = momentum * buf + (1 - dampening) * g afterwards, then g = buf (or g + momentum * buf with Nesterov);
-// p -= lr * g. Nesterov needs momentum > 0 and dampening = 0.
+// p -= lr * g. Nesterov needs momentum > 0 and dampening = 0. lr is the parameter's group rate (group_lr()).
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, float lr, float momentum = 0, bool nesterov = false, float weight_decay = 0,
+      float dampening = 0);
+  SGD(std::vector<ParamGroup> groups, float lr, float momentum = 0, bool nesterov = false, float weight_decay = 0,
       float dampening = 0);
   void step() override;
 
@@ -67,11 +99,13 @@ class SGD : public Optimizer {
 // Adam as torch.optim.Adam (decoupled = false: weight decay added to the gradient, L2 regularisation) or
 // torch.optim.AdamW (decoupled = true: p *= 1 - lr * weight_decay before the Adam step). With t the parameter's
 // step count: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-// p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+// p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). lr is the parameter's group rate, in the decay too.
 class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> params, float lr = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f,
        float weight_decay = 0, bool decoupled = false);
+  Adam(std::vector<ParamGroup> groups, float lr = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
+       float eps = 1e-8f, float weight_decay = 0, bool decoupled = false);
   void step() override;
 
  private:
@@ -85,6 +119,9 @@ class AdamW : public Adam {
   AdamW(std::vector<Tensor> params, float lr = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f,
         float weight_decay = 1e-2f)
       : Adam(std::move(params), lr, beta1, beta2, eps, weight_decay, true) {}
+  AdamW(std::vector<ParamGroup> groups, float lr = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f,
+        float eps = 1e-8f, float weight_decay = 1e-2f)
+      : Adam(std::move(groups), lr, beta1, beta2, eps, weight_decay, true) {}
 };
 
 // Learning-rate schedules: lr(epoch) for epoch = 0, 1, 2, ...; call optimizer.set_lr(schedule.lr(epoch)) at the

@@ -45,6 +45,23 @@ TEST_CASE("cli: defaults, both value syntaxes, boolean flags") {
   CHECK_FALSE(f.was_given("out"));
 }
 
+TEST_CASE("cli: get_or_quick gives the quick value only under --quick and only for flags not given") {
+  Flags f = make_flags();
+  f.add("quick", "false", "demo");
+  Argv a({"prog", "--epochs", "7", "--quick"});
+  REQUIRE(f.parse(a.argc(), a.argv()));
+  const bool quick = f.get_bool("quick");
+  CHECK(f.get_int_or_quick("epochs", 2, quick) == 7);          // given: wins over the quick value
+  CHECK(f.get_or_quick("out", "out/quick", quick) == "out/quick");  // not given: the quick value
+  CHECK(f.get_or_quick("lr", "0.5", false) == "0.01");          // not quick: the default
+  CHECK(f.get_int_or_quick("epochs", 2, false) == 7);
+  CHECK_THROWS_NAMING(f.get_or_quick("batch", "8", quick), "prog", "--batch", "never declared");
+  Flags g = make_flags();
+  Argv b({"prog", "--epochs", "many"});
+  REQUIRE(g.parse(b.argc(), b.argv()));
+  CHECK_THROWS_NAMING(g.get_int_or_quick("epochs", 2, true), "--epochs", "integer", "many");
+}
+
 TEST_CASE("cli: bad input names the program and the flag") {
   {
     Flags f = make_flags();

@@ -303,3 +303,140 @@ TEST_CASE("optim: StepLR and CosineLR schedules") {
   CHECK(warm.lr(12) == doctest::Approx(0.1f));
   CHECK_THROWS_NAMING(CosineLR(1.0f, 5, 0.0f, 5), "CosineLR", "warmup");
 }
+
+// --- parameter groups ------------------------------------------------------------------------------------------
+
+TEST_CASE("optim: two parameter groups step at their own rates (hand-computed)") {
+  // Loss p^2 + q^2 (g = 2x), base lr 0.1; q's group has multiplier 0.5, so it steps at 0.05.
+  // Plain SGD: p = 1 -> 0.8 -> 0.64; q = 1 -> 0.9 -> 0.81.
+  Tensor p = Tensor::from({1}, {1.0f}).set_requires_grad();
+  Tensor q = Tensor::from({1}, {1.0f}).set_requires_grad();
+  SGD sgd(std::vector<ParamGroup>{{{p}, 1.0f, "rest"}, {{q}, 0.5f, "slow"}}, 0.1f);
+  REQUIRE(sgd.num_groups() == 2);
+  CHECK(sgd.group_lr(0) == 0.1f);
+  CHECK(sgd.group_lr(1) == 0.05f);
+  const float want_p[] = {0.8f, 0.64f}, want_q[] = {0.9f, 0.81f};
+  for (int step = 0; step < 2; ++step) {
+    p.grad_data()[0] = 2 * p.data()[0];
+    q.grad_data()[0] = 2 * q.data()[0];
+    sgd.step();
+    CHECK(p.item() == doctest::Approx(want_p[step]).epsilon(1e-6));
+    CHECK(q.item() == doctest::Approx(want_q[step]).epsilon(1e-6));
+  }
+  // Adam's first step moves each weight by its group's rate: 0.1 and 0.1 * 0.25 = 0.025.
+  Tensor a = Tensor::from({2}, {1.0f, -1.0f}).set_requires_grad();
+  Tensor b = Tensor::from({2}, {1.0f, -1.0f}).set_requires_grad();
+  Adam adam(std::vector<ParamGroup>{{{a}, 1.0f, ""}, {{b}, 0.25f, "offsets"}}, 0.1f);
+  for (Tensor* t : {&a, &b}) t->grad_data()[0] = 3.0f, t->grad_data()[1] = -0.5f;
+  adam.step();
+  CHECK(a.to_vector()[0] == doctest::Approx(0.9f));
+  CHECK(a.to_vector()[1] == doctest::Approx(-0.9f));
+  CHECK(b.to_vector()[0] == doctest::Approx(0.975f));
+  CHECK(b.to_vector()[1] == doctest::Approx(-0.975f));
+}
+
+TEST_CASE("optim: a grouped optimizer is bit-identical to one optimizer per group at lr * multiplier") {
+  // Covers momentum, Nesterov, L2 and decoupled decay (AdamW's decay also uses the group's rate).
+  const float base = 0.05f, mult = 0.1f;
+  auto check_pair = [&](auto make) {
+    Tensor a = Tensor::from({2, 2}, {1.0f, -2.0f, 0.5f, 3.0f}).set_requires_grad();
+    Tensor b = Tensor::from({3}, {-1.0f, 0.25f, 2.0f}).set_requires_grad();
+    Tensor a_alone = a.clone().set_requires_grad(), b_alone = b.clone().set_requires_grad();
+    Tensor b_at_base = b.clone().set_requires_grad();  // b without its multiplier: must end elsewhere
+    auto grouped = make(std::vector<ParamGroup>{{{a}, 1.0f, ""}, {{b}, mult, ""}}, base);
+    auto only_a = make(std::vector<ParamGroup>{{{a_alone}, 1.0f, ""}}, base);
+    auto only_b = make(std::vector<ParamGroup>{{{b_alone}, 1.0f, ""}}, base * mult);
+    auto b_base = make(std::vector<ParamGroup>{{{b_at_base}, 1.0f, ""}}, base);
+    for (int step = 0; step < 3; ++step) {
+      set_grad(a), set_grad(b), set_grad(a_alone), set_grad(b_alone), set_grad(b_at_base);
+      grouped.step(), only_a.step(), only_b.step(), b_base.step();
+    }
+    CHECK(bit_equal(a, a_alone));
+    CHECK(bit_equal(b, b_alone));
+    CHECK(eq::testing::max_abs_diff(b, b_at_base) > 1e-3f);
+  };
+  check_pair([](std::vector<ParamGroup> g, float lr) { return SGD(std::move(g), lr, 0.9f, true, 1e-3f); });
+  check_pair([](std::vector<ParamGroup> g, float lr) { return Adam(std::move(g), lr, 0.9f, 0.99f, 1e-8f, 0.1f); });
+  check_pair([](std::vector<ParamGroup> g, float lr) { return AdamW(std::move(g), lr); });
+  // A single group of multiplier 1 is the plain parameter list, bit for bit.
+  Tensor p = Tensor::from({3}, {1.0f, -2.0f, 0.5f}).set_requires_grad();
+  Tensor q = p.clone().set_requires_grad();
+  Adam listed({p}, 0.05f), grouped(std::vector<ParamGroup>{{{q}, 1.0f, "all"}}, 0.05f);
+  for (int step = 0; step < 3; ++step) {
+    set_grad(p), set_grad(q);
+    listed.step(), grouped.step();
+  }
+  CHECK(bit_equal(p, q));
+}
+
+TEST_CASE("optim: set_lr sets the base rate and every group keeps its multiplier (as a schedule needs)") {
+  Tensor a = Tensor::zeros({2}).set_requires_grad(), b = Tensor::zeros({2}).set_requires_grad();
+  SGD sgd(std::vector<ParamGroup>{{{a}, 1.0f, ""}, {{b}, 0.1f, "offsets"}}, 0.01f);
+  CosineLR schedule(0.01f, 10);
+  for (int epoch : {0, 3, 7}) {
+    sgd.set_lr(schedule.lr(epoch));
+    CHECK(sgd.lr() == schedule.lr(epoch));
+    CHECK(sgd.group_lr(0) == schedule.lr(epoch));
+    CHECK(sgd.group_lr(1) == schedule.lr(epoch) * 0.1f);
+  }
+  // The step uses the rates set last: gradient 1 moves a by lr and b by lr * 0.1.
+  sgd.set_lr(0.5f);
+  a.grad_data()[0] = 1, b.grad_data()[0] = 1;
+  sgd.step();
+  CHECK(a.to_vector()[0] == doctest::Approx(-0.5f));
+  CHECK(b.to_vector()[0] == doctest::Approx(-0.05f));
+  CHECK_THROWS_NAMING(sgd.lr_multiplier(2), "SGD", "group 2", "2 groups");
+}
+
+TEST_CASE("optim: state round trip with groups; group layout is checked, single-group keys unchanged") {
+  Rng rng(11);
+  auto groups_of = [](Tensor a, Tensor b, Tensor c, float mult) {
+    return std::vector<ParamGroup>{{{a, b}, 1.0f, "rest"}, {{c}, mult, "offsets"}};
+  };
+  Tensor a = Tensor::randn({4, 3}, rng).set_requires_grad(), b = Tensor::randn({5}, rng).set_requires_grad(),
+         c = Tensor::randn({2, 2}, rng).set_requires_grad();
+  Adam original(groups_of(a, b, c, 0.1f), 0.05f);
+  for (int step = 0; step < 2; ++step) {
+    set_grad(a), set_grad(b), set_grad(c);
+    original.step();
+  }
+  original.set_lr(0.03f);
+  const NamedTensors snapshot = original.state();
+  Tensor a2 = a.clone().set_requires_grad(), b2 = b.clone().set_requires_grad(), c2 = c.clone().set_requires_grad();
+  Adam resumed(groups_of(a2, b2, c2, 0.1f), 0.05f);
+  resumed.load_state(snapshot);
+  CHECK(resumed.lr() == 0.03f);
+  for (int step = 0; step < 2; ++step) {
+    set_grad(a), set_grad(b), set_grad(c), set_grad(a2), set_grad(b2), set_grad(c2);
+    original.step(), resumed.step();
+  }
+  CHECK(bit_equal(a, a2));
+  CHECK(bit_equal(b, b2));
+  CHECK(bit_equal(c, c2));
+
+  // Another multiplier, another grouping, or no groups: refused, naming the key; the optimizer is left as it was.
+  Tensor x = a.clone().set_requires_grad(), y = b.clone().set_requires_grad(), z = c.clone().set_requires_grad();
+  Adam other_mult(groups_of(x, y, z, 0.5f), 0.05f);
+  CHECK_THROWS_NAMING(other_mult.load_state(snapshot), "Adam", "group.1.lr_multiplier", "0.5", "lr multipliers");
+  CHECK(other_mult.lr() == 0.05f);
+  Adam other_split(std::vector<ParamGroup>{{{x}, 1.0f, ""}, {{y, z}, 0.1f, ""}}, 0.05f);
+  CHECK_THROWS_NAMING(other_split.load_state(snapshot), "Adam", "group.0.params");
+  Adam flat({x, y, z}, 0.05f);
+  CHECK_THROWS_NAMING(flat.load_state(snapshot), "Adam", "unexpected", "group.0.lr_multiplier");
+  // One group writes exactly the keys of an optimizer without groups (older checkpoints keep loading).
+  Adam one_group(std::vector<ParamGroup>{{{x, y, z}, 1.0f, ""}}, 0.05f);
+  std::vector<std::string> flat_keys, grouped_keys;
+  for (const auto& [k, t] : flat.state()) flat_keys.push_back(k);
+  for (const auto& [k, t] : one_group.state()) grouped_keys.push_back(k);
+  CHECK(flat_keys == grouped_keys);
+  CHECK(flat_keys.size() == 1 + 3 * 3);  // lr, then step / exp_avg / exp_avg_sq per parameter
+}
+
+TEST_CASE("optim: bad parameter groups are errors naming the optimizer and the group") {
+  Tensor p = Tensor::zeros({2}).set_requires_grad(), q = Tensor::zeros({3}).set_requires_grad();
+  CHECK_THROWS_NAMING(SGD(std::vector<ParamGroup>{{{p}, 1.0f, ""}, {{q, p}, 0.1f, "offsets"}}, 0.1f), "SGD",
+                      "in group 0 and in group 1 (offsets)");
+  CHECK_THROWS_NAMING(Adam(std::vector<ParamGroup>{{{p}, -1.0f, "bad"}}, 0.1f), "Adam", "group 0 (bad)",
+                      "multiplier");
+  CHECK_THROWS_NAMING(AdamW(std::vector<ParamGroup>{}, 0.1f), "AdamW", "at least one parameter group");
+}

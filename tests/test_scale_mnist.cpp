@@ -1,4 +1,5 @@
-// scale-MNIST builder: stratified rounding and split, rescaling of each image, determinism, factor range.
+// scale-MNIST builder: stratified rounding and split, rescaling of each image, determinism, factor range; and the
+// scale app's offset learning-rate rule on its models.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include <set>
 
 #include "apps/common/scale_mnist.h"
+#include "apps/scale/models.cpp"  // not in the library (it links into build/scale only), so compiled here
 #include "engine/rng.h"
 #include "engine/shape_ops.h"
 #include "tests/test_helpers.h"
@@ -174,4 +176,33 @@ TEST_CASE("scale_mnist: make_scale_dataset draws factors in range, stratifies an
   CHECK(make_scale_dataset(pool, o).train.factors != a.train.factors);
   o.min_factor = 0.0f;
   CHECK_THROWS_NAMING(make_scale_dataset(pool, o), "make_scale_dataset", "0 < min <= max");
+}
+
+// The scale app's models: the name rule the study uses for the offset learning rate selects exactly the deformable
+// layers' offset branches.
+TEST_CASE("scale app: the offset-rate rule selects exactly the deformable models' offset branches") {
+  ScaleModelConfig config;
+  config.channels = {4, 6, 8};
+  config.hidden = 16;
+  auto offset_count = [&](const std::string& kind) {
+    Rng rng(1);
+    const ScaleModel m = make_scale_model(kind, config, 1, 10, rng);
+    int64_t n = 0;
+    for (const auto& [name, t] : m.net->named_parameters())
+      if (name.find(kOffsetParamPattern) != std::string::npos) {
+        INFO(kind << " parameter " << name);
+        CHECK(name.find(".offset_conv.") != std::string::npos);
+        n += t.numel();
+      }
+    return std::make_pair(n, m.net->num_parameters());
+  };
+  for (const char* plain : {"cnn", "dss_v1", "dss_v2", "p4cnn"}) CHECK(offset_count(plain).first == 0);
+  // Everything a deformable model has beyond its plain counterpart is its offset branches (conv 2 and 3): 2 * 7 * 7
+  // offset channels, a 7x7 conv from the block's input, with bias.
+  const int64_t expected = (4 * 98 * 49 + 98) + (6 * 98 * 49 + 98);
+  const auto deform_cnn = offset_count("deform_cnn"), deform_dss = offset_count("deform_dss");
+  CHECK(deform_cnn.first == expected);
+  CHECK(deform_cnn.second - offset_count("cnn").second == expected);
+  CHECK(deform_dss.first == expected);
+  CHECK(deform_dss.second - offset_count("dss_v1").second == expected);
 }

@@ -18,11 +18,56 @@ namespace eq {
 
 namespace {
 
-std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tensor> params) {
-  if (c.optimizer == "sgd") return std::make_unique<SGD>(std::move(params), c.lr, 0.9f, true, c.weight_decay);
-  if (c.optimizer == "adam") return std::make_unique<Adam>(std::move(params), c.lr, 0.9f, 0.999f, 1e-8f, c.weight_decay);
-  if (c.optimizer == "adamw") return std::make_unique<AdamW>(std::move(params), c.lr, 0.9f, 0.999f, 1e-8f, c.weight_decay);
+// Group 0: every parameter no rule matches (multiplier 1); group r + 1: the parameters of rule r. Without rules,
+// one group with all parameters: the optimizer (and its checkpoint keys) are those of a plain parameter list.
+std::vector<ParamGroup> parameter_groups(const Module& model, const TrainConfig& c) {
+  std::vector<ParamGroup> groups(1 + c.lr_multipliers.size());
+  groups[0].name = "base";
+  for (size_t r = 0; r < c.lr_multipliers.size(); ++r) {
+    const auto& [pattern, multiplier] = c.lr_multipliers[r];
+    check(!pattern.empty(), "train: lr multiplier rule ", r, " has an empty name pattern");
+    groups[r + 1].name = "'" + pattern + "'";
+    groups[r + 1].lr_multiplier = multiplier;
+  }
+  for (const auto& [name, t] : model.named_parameters()) {
+    size_t g = 0;
+    for (size_t r = 0; r < c.lr_multipliers.size() && g == 0; ++r)
+      if (name.find(c.lr_multipliers[r].first) != std::string::npos) g = r + 1;
+    groups[g].params.push_back(t);
+  }
+  for (size_t r = 0; r < c.lr_multipliers.size(); ++r)
+    check(!groups[r + 1].params.empty(), "train: lr multiplier rule '", c.lr_multipliers[r].first,
+          "' matches no parameter name of ", model.name());
+  return groups;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, std::vector<ParamGroup> groups) {
+  if (c.optimizer == "sgd") return std::make_unique<SGD>(std::move(groups), c.lr, 0.9f, true, c.weight_decay);
+  if (c.optimizer == "adam") return std::make_unique<Adam>(std::move(groups), c.lr, 0.9f, 0.999f, 1e-8f, c.weight_decay);
+  if (c.optimizer == "adamw") return std::make_unique<AdamW>(std::move(groups), c.lr, 0.9f, 0.999f, 1e-8f, c.weight_decay);
   fail("train: unknown optimizer '", c.optimizer, "' (choose sgd, adam or adamw)");
+}
+
+// The model's parameters and buffers, by name: what a best-epoch copy has to hold.
+NamedTensors model_state(const Module& model) {
+  NamedTensors all = model.named_parameters();
+  for (auto& nt : model.named_buffers()) all.push_back(nt);
+  return all;
+}
+
+NamedTensors clone_all(const NamedTensors& tensors) {
+  NamedTensors out;
+  for (const auto& [name, t] : tensors) out.emplace_back(name, t.clone());
+  return out;
+}
+
+// The selection rule of keep_best_val: the earliest epoch with the highest held-out accuracy as float32, the
+// precision the checkpoint's history keeps (so an uninterrupted and a resumed run pick the same epoch).
+size_t best_epoch_index(const std::vector<EpochRecord>& h) {
+  size_t best = 0;
+  for (size_t i = 1; i < h.size(); ++i)
+    if (static_cast<float>(h[i].test_accuracy) > static_cast<float>(h[best].test_accuracy)) best = i;
+  return best;
 }
 
 std::unique_ptr<LRSchedule> make_schedule(const TrainConfig& c) {
@@ -32,10 +77,10 @@ std::unique_ptr<LRSchedule> make_schedule(const TrainConfig& c) {
   fail("train: unknown schedule '", c.schedule, "' (choose cosine, step or none)");
 }
 
-// Everything a resumed run needs: parameters, buffers, optimizer state, and the finished epochs' records.
+// Everything a resumed run needs: parameters, buffers, optimizer state, and (added by the caller) the kept best
+// epoch's weights and the finished epochs' records.
 NamedTensors checkpoint_tensors(const Module& model, const Optimizer& opt) {
-  NamedTensors all = with_prefix("model.", model.named_parameters());
-  for (auto& nt : with_prefix("model.", model.named_buffers())) all.push_back(nt);
+  NamedTensors all = with_prefix("model.", model_state(model));
   for (auto& nt : with_prefix("optimizer.", opt.state())) all.push_back(nt);
   return all;
 }
@@ -95,9 +140,10 @@ TrainResult train_classifier(Module& model, const Dataset& train, const Dataset&
   check(c.epochs >= 1 && c.batch >= 1 && c.lr > 0, "train: epochs, batch and lr must be positive (got ", c.epochs,
         ", ", c.batch, ", ", c.lr, ")");
   check(train.size() > 0, "train: the training set '", train.name, "' is empty");
-  auto opt = make_optimizer(c, model.parameters());
+  auto opt = make_optimizer(c, parameter_groups(model, c));
   auto schedule = make_schedule(c);
   TrainResult result;
+  NamedTensors best;  // keep_best_val: copy of the best epoch's parameters and buffers so far
   int first_epoch = 0;
   const std::string ckpt = c.out_dir.empty() ? "" : c.out_dir + "/checkpoint.safetensors";
 
@@ -105,11 +151,15 @@ TrainResult train_classifier(Module& model, const Dataset& train, const Dataset&
     Checkpoint cp = load_safetensors(ckpt);
     // Strict: a checkpoint of another model (or other flags) is an error listing every mismatch, never a
     // partial load.
-    NamedTensors model_state = model.named_parameters();
-    for (auto& nt : model.named_buffers()) model_state.push_back(nt);
     try {
-      load_into(Checkpoint{strip_prefix(cp.tensors, "model."), {}}, model_state, /*strict=*/true);
+      load_into(Checkpoint{strip_prefix(cp.tensors, "model."), {}}, model_state(model), /*strict=*/true);
       opt->load_state(strip_prefix(cp.tensors, "optimizer."));
+      if (c.keep_best_val) {
+        const NamedTensors kept = strip_prefix(cp.tensors, "best.model.");
+        if (kept.empty()) fail("it holds no best-epoch weights 'best.model.*' (written without keep_best_val)");
+        best = clone_all(model_state(model));
+        load_into(Checkpoint{kept, {}}, best, /*strict=*/true);
+      }
     } catch (const Error& e) {
       fail("cannot resume from ", ckpt, " (was it written with other flags?): ", e.what());
     }
@@ -162,14 +212,33 @@ TrainResult train_classifier(Module& model, const Dataset& train, const Dataset&
     std::fflush(stdout);
     if (csv) csv->row({rec.epoch, rec.lr, rec.train_loss, rec.train_accuracy, rec.test_loss,
                        rec.test_accuracy, rec.seconds});
+    if (c.keep_best_val && best_epoch_index(result.history) + 1 == result.history.size())
+      best = clone_all(model_state(model));
     if (!ckpt.empty()) {
       NamedTensors all = checkpoint_tensors(model, *opt);
+      for (auto& nt : with_prefix("best.model.", best)) all.push_back(nt);
       all.emplace_back("history", history_tensor(result.history));
       save_safetensors(ckpt, all, {{"format", "equilab classifier checkpoint"}, {"epoch", std::to_string(epoch + 1)}});
     }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  result.test_accuracy = result.history.empty() ? 0 : result.history.back().test_accuracy;
+  if (result.history.empty()) return result;
+  size_t selected = result.history.size() - 1;
+  if (c.keep_best_val) {
+    selected = best_epoch_index(result.history);
+    const NamedTensors targets = model_state(model);
+    NoGrad no_grad;
+    for (size_t i = 0; i < targets.size(); ++i) {
+      Tensor target = targets[i].second;
+      target.copy_from(best[i].second);
+    }
+    if (!c.quiet)
+      std::printf("kept the weights of epoch %d (best held-out accuracy %.2f%%; last epoch %.2f%%)\n",
+                  result.history[selected].epoch, 100 * result.history[selected].test_accuracy,
+                  100 * result.history.back().test_accuracy);
+  }
+  result.selected_epoch = result.history[selected].epoch;
+  result.test_accuracy = result.history[selected].test_accuracy;
   return result;
 }
 

@@ -91,6 +91,14 @@ bool Flags::get_bool(const std::string& name) const {
 
 bool Flags::was_given(const std::string& name) const { return find(name).given; }
 
+std::string Flags::get_or_quick(const std::string& name, const std::string& quick_value, bool quick) const {
+  return quick && !was_given(name) ? quick_value : get(name);
+}
+
+int Flags::get_int_or_quick(const std::string& name, int quick_value, bool quick) const {
+  return quick && !was_given(name) ? quick_value : get_int(name);
+}
+
 std::string Flags::help() const {
   std::string s = "usage: " + program_ + " [flags]\n\n" + description_ + "\n\nflags:\n";
   for (auto& f : flags_) {

@@ -4,6 +4,7 @@
 //   flags.add("epochs", "5", "number of passes over the training set");
 //   if (!flags.parse(argc, argv)) return 0;   // --help was printed
 //   int epochs = flags.get_int("epochs");
+//   int n = flags.get_int_or_quick("train", 1000, quick);   // a --quick demo's smaller default
 // An unknown flag or a malformed value throws eq::Error naming the program and the flag.
 #pragma once
 #include <string>
@@ -24,6 +25,10 @@ class Flags {
   double get_double(const std::string& name) const;
   bool get_bool(const std::string& name) const;
   bool was_given(const std::string& name) const;
+  // A --quick mode's own defaults: `quick_value` when `quick` is set and --name was not on the command line,
+  // otherwise the flag's value (given or default). An explicitly given flag always wins.
+  std::string get_or_quick(const std::string& name, const std::string& quick_value, bool quick) const;
+  int get_int_or_quick(const std::string& name, int quick_value, bool quick) const;
   std::string help() const;
   const std::string& program() const { return program_; }
 

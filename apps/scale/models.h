@@ -47,6 +47,10 @@ struct ScaleModel {
 
 const std::vector<std::string>& scale_model_kinds();
 
+// The substring naming the offset-predicting parameters (DeformConv2d's / DeformScaleConv's child "offset_conv"):
+// the study trains them at a fraction of the learning rate (TrainConfig::lr_multipliers).
+inline const char* const kOffsetParamPattern = "offset";
+
 ScaleModel make_scale_model(const std::string& kind, const ScaleModelConfig& config, int in_channels,
                             int num_classes, Rng& rng);
 

@@ -120,11 +120,6 @@ Json run_toy_signal(const StudyConfig& c) {
 
 namespace {
 
-// A flag's value, or `quick_value` under --quick when the flag was not given.
-std::string pick(const Flags& f, const std::string& name, bool quick, const std::string& quick_value) {
-  return quick && !f.was_given(name) ? quick_value : f.get(name);
-}
-
 std::vector<int> parse_ints(const std::string& s, const char* flag) {
   std::vector<int> v;
   for (const std::string& item : split_list(s)) {
@@ -141,6 +136,7 @@ std::vector<int> parse_ints(const std::string& s, const char* flag) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  eq::use_fast_blas_kernels(argv);  // before anything else: it may restart the program
   Flags flags("shift", "Shift equivariance of max-pool vs blur-pool CNNs (toy signal, MNIST / Fashion-MNIST "
                        "classifiers, deformations) and rotation equivariance of p4 CNNs.");
   flags.add("parts", "toy,classify,deform,rotation", "which parts to run (comma-separated)");
@@ -174,28 +170,28 @@ int main(int argc, char** argv) {
     StudyConfig c;
     c.out_dir = flags.get("out");
     c.data_root = flags.get("data");
-    const std::string seeds = flags.get("seed").empty() ? pick(flags, "seeds", quick, "0") : flags.get("seed");
+    const std::string seeds = flags.get("seed").empty() ? flags.get_or_quick("seeds", "0", quick) : flags.get("seed");
     for (int s : parse_ints(seeds, "seeds")) {
       check(s >= 0, "shift: seeds must be >= 0, got ", s);
       c.seeds.push_back(static_cast<uint64_t>(s));
     }
-    for (const std::string& d : split_list(pick(flags, "datasets", quick, "mnist"))) {
+    for (const std::string& d : split_list(flags.get_or_quick("datasets", "mnist", quick))) {
       check(d == "mnist" || d == "fashion" || d == "fashion-mnist", "shift: unknown dataset '", d,
             "' in --datasets (mnist, fashion)");
       c.datasets.push_back(d == "mnist" ? "mnist" : "fashion-mnist");
     }
-    c.epochs = std::stoi(pick(flags, "epochs", quick, "3"));
-    c.train_size = std::stoll(pick(flags, "train-size", quick, "3000"));
-    c.test_size = std::stoll(pick(flags, "test-size", quick, "500"));
-    c.eval_size = std::stoll(pick(flags, "eval-size", quick, "200"));
-    c.filters = parse_ints(pick(flags, "filters", quick, "1,3"), "filters");
+    c.epochs = flags.get_int_or_quick("epochs", 3, quick);
+    c.train_size = flags.get_int_or_quick("train-size", 3000, quick);
+    c.test_size = flags.get_int_or_quick("test-size", 500, quick);
+    c.eval_size = flags.get_int_or_quick("eval-size", 200, quick);
+    c.filters = parse_ints(flags.get_or_quick("filters", "1,3", quick), "filters");
     c.blur_filter = flags.get_int("blur-filter");
     c.batch = flags.get_int("batch");
     c.train_shift = flags.get_int("train-shift");
     c.lr = static_cast<float>(flags.get_double("lr"));
     c.optimizer = flags.get("optimizer");
-    c.rot_epochs = std::stoi(pick(flags, "rot-epochs", quick, "5"));
-    c.rot_train_size = std::stoll(pick(flags, "rot-train-size", quick, "8000"));
+    c.rot_epochs = flags.get_int_or_quick("rot-epochs", 5, quick);
+    c.rot_train_size = flags.get_int_or_quick("rot-train-size", 8000, quick);
     c.rot_channels = flags.get_int("rot-channels");
     check(c.epochs >= 1 && c.rot_epochs >= 1 && c.train_size >= 1 && c.test_size >= 1 && c.eval_size >= 1 &&
               c.rot_train_size >= 1 && c.batch >= 1 && c.train_shift >= 0,
