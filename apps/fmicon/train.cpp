@@ -1,0 +1,434 @@
+#include "apps/fmicon/train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#if defined(__SSE__)
+#endif
+
+#include "apps/common/cli.h"
+#include "apps/common/csv_log.h"
+#include "apps/common/progress.h"
+#include "augment/affine.h"
+#include "augment/deformation.h"
+#include "augment/equivariant_wrapper.h"
+#include "augment/shift.h"
+#include "engine/autograd.h"
+#include "engine/checkpoint.h"
+#include "engine/parallel.h"
+#include "engine/resize.h"
+#include "losses/icon.h"
+
+namespace eq {
+
+// --- attempts ----------------------------------------------------------------------------------------------------
+
+std::string Attempt::name() const {
+  std::string s;
+  for (auto [on, part] : {std::pair{affine, "affine"}, std::pair{roll, "roll"}, std::pair{center, "center"}})
+    if (on) s += (s.empty() ? "" : "+") + std::string(part);
+  return s.empty() ? "none" : s;
+}
+
+std::string Attempt::dir_name() const {
+  std::string s = name();
+  std::replace(s.begin(), s.end(), '+', '_');
+  return s;
+}
+
+Attempt parse_attempt(const std::string& text) {
+  if (text == "none") return {};
+  Attempt a;
+  std::set<std::string> seen;
+  for (const std::string& part : split_list(text, '+')) {
+    check(seen.insert(part).second, "fmicon: attempt '", text, "' names '", part, "' twice");
+    if (part == "affine") a.affine = true;
+    else if (part == "roll") a.roll = true;
+    else if (part == "center") a.center = true;
+    else fail("fmicon: unknown attempt '", text, "': '", part, "' is not one of affine, roll, center (join them "
+              "with '+', e.g. affine+roll+center, or give 'none')");
+  }
+  check(!seen.empty(), "fmicon: empty attempt '", text, "' (give 'none' for no augmentation)");
+  return a;
+}
+
+std::vector<Attempt> parse_attempts(const std::string& list) {
+  std::vector<Attempt> out;
+  for (const std::string& item : split_list(list, ',')) {
+    const Attempt a = parse_attempt(item);
+    for (const Attempt& b : out)
+      check(!(a == b), "fmicon: attempt '", a.name(), "' is listed twice in '", list, "'");
+    out.push_back(a);
+  }
+  check(!out.empty(), "fmicon: no attempt in '", list, "'");
+  return out;
+}
+
+std::vector<Attempt> default_attempts() {
+  return parse_attempts("none,affine,affine+center,roll,affine+roll+center");
+}
+
+Warp draw_attempt_warp(const Attempt& attempt, int64_t n, int64_t h, int64_t w, Rng& rng, float affine_sigma) {
+  Warp identity{"identity", [](const Tensor& x) { return x; }, [](const Tensor& y) { return y; }};
+  Warp warp = identity;
+  if (attempt.affine) warp = affine_warp(random_affine(n, rng, affine_sigma));
+  if (attempt.roll) {
+    // Uniform over every position: after the roll no pixel of the network's input frame is special.
+    Shifts by;
+    for (int64_t s = 0; s < n; ++s) {
+      by.dy.push_back(static_cast<int>(rng.randint(h)));
+      by.dx.push_back(static_cast<int>(rng.randint(w)));
+    }
+    const Warp roll = shift_warp(by, ShiftPadding::Circular, h, w);
+    warp = attempt.affine ? compose(warp, roll) : roll;
+  }
+  return warp;
+}
+
+// --- the network -------------------------------------------------------------------------------------------------
+
+FeatureNet::FeatureNet(int in_channels, int dim, int width, int levels, int64_t size, bool center, float radius_init,
+                       Rng& rng)
+    : size_(size) {
+  check(size > 0, "FeatureNet: size must be positive, got ", size);
+  unet_ = register_module("unet", std::make_shared<UNet>(in_channels, dim, width, rng, levels));
+  if (center) center_ = register_module("center", std::make_shared<PixelCenter>(dim, size, size));
+  norm_ = register_module("norm", std::make_shared<FeatureBallNorm>(radius_init));
+}
+
+Tensor FeatureNet::forward(const Tensor& x) {
+  Tensor f = unet_->forward(x);
+  if (center_) f = center_->forward(f);
+  return norm_->forward(f);
+}
+
+std::string FeatureNet::name() const {
+  return "FeatureNet(" + unet_->name() + (center_ ? " -> PixelCenter" : "") + " -> FeatureBallNorm)";
+}
+
+std::shared_ptr<FeatureNet> make_feature_net(const FmiconConfig& c, int in_channels, int64_t size) {
+  Rng rng(c.seed * 7919ULL + 17);
+  return std::make_shared<FeatureNet>(in_channels, c.dim, c.width, c.levels, size, c.attempt.center, c.radius_init,
+                                      rng);
+}
+
+// --- training pairs ------------------------------------------------------------------------------------------------
+
+namespace {
+
+void check_images(const std::vector<Tensor>& images, int64_t min_h, int64_t min_w, const char* what) {
+  check(!images.empty(), "fmicon: no ", what, " to draw training pairs from");
+  for (size_t i = 0; i < images.size(); ++i) {
+    const Tensor& t = images[i];
+    check(t.dim() == 3 && t.size(0) == images[0].size(0), "fmicon: ", what, " ", i, " has shape ", t.shape(),
+          " (expected [C, H, W] with C = ", images[0].dim() == 3 ? images[0].size(0) : -1, ")");
+    check(t.size(1) >= min_h && t.size(2) >= min_w, "fmicon: ", what, " ", i, " is ", t.shape(), ", smaller than the ",
+          min_h, "x", min_w, " a pair needs");
+  }
+}
+
+// dst [C, s, s] <- src[:, y : y + s, x : x + s]
+void copy_crop(const Tensor& src, int64_t y, int64_t x, int64_t s, float* dst) {
+  const int64_t C = src.size(0), H = src.size(1), W = src.size(2);
+  const float* p = src.data();
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < s; ++i)
+      std::memcpy(dst + (c * s + i) * s, p + (c * H + y + i) * W + x, static_cast<size_t>(s) * sizeof(float));
+}
+
+}  // namespace
+
+PairSource PairSource::photos(std::vector<Tensor> images, int64_t crop) {
+  check(crop >= 4, "fmicon: crop must be >= 4, got ", crop);
+  PairSource p;
+  p.crop_ = crop;
+  p.max_offset_ = crop / 4;
+  check_images(images, crop + 2 * p.max_offset_, crop + 2 * p.max_offset_, "photo");
+  p.images_ = std::move(images);
+  return p;
+}
+
+PairSource PairSource::frames(std::vector<Tensor> frames, int64_t crop, int max_gap) {
+  check(crop >= 4 && max_gap >= 1, "fmicon: frames need crop >= 4 and max_gap >= 1, got ", crop, ", ", max_gap);
+  check(frames.size() >= 2, "fmicon: a frame sequence needs at least 2 frames, got ", frames.size());
+  check_images(frames, crop, crop, "frame");
+  for (const Tensor& f : frames)
+    check(f.shape() == frames[0].shape(), "fmicon: all frames must have the same shape; got ", f.shape(), " and ",
+          frames[0].shape());
+  PairSource p;
+  p.crop_ = crop;
+  p.sequence_ = true;
+  p.max_gap_ = std::min<int>(max_gap, static_cast<int>(frames.size()) - 1);
+  p.images_ = std::move(frames);
+  return p;
+}
+
+PairBatch PairSource::sample(int64_t n, Rng& rng) const {
+  check(n >= 1, "fmicon: need at least one pair per batch, got ", n);
+  const int64_t C = images_.front().size(0), s = crop_;
+  Tensor a({n, C, s, s}), b({n, C, s, s});
+  for (int64_t k = 0; k < n; ++k) {
+    float* pa = a.data() + k * C * s * s;
+    float* pb = b.data() + k * C * s * s;
+    if (sequence_) {
+      const int gap = 1 + static_cast<int>(rng.randint(max_gap_));
+      const size_t i = static_cast<size_t>(rng.randint(static_cast<int64_t>(images_.size()) - gap));
+      const Tensor& f = images_[i];
+      const int64_t y = rng.randint(f.size(1) - s + 1), x = rng.randint(f.size(2) - s + 1);
+      copy_crop(f, y, x, s, pa);
+      copy_crop(images_[i + gap], y, x, s, pb);
+    } else {
+      const Tensor& img = images_[static_cast<size_t>(rng.randint(static_cast<int64_t>(images_.size())))];
+      const int64_t m = max_offset_;
+      // A inside a margin of m, so that B (offset by up to m on each axis) stays inside the photo.
+      const int64_t y = m + rng.randint(img.size(1) - s - 2 * m + 1), x = m + rng.randint(img.size(2) - s - 2 * m + 1);
+      const int64_t dy = rng.randint(2 * m + 1) - m, dx = rng.randint(2 * m + 1) - m;
+      copy_crop(img, y, x, s, pa);
+      copy_crop(img, y + dy, x + dx, s, pb);
+    }
+  }
+  if (!sequence_ && deform_gradient > 0) {
+    NoGrad no_grad;
+    GridSampleOptions border;
+    border.padding = GridPadding::Border;
+    const Tensor tau = smooth_random_field(n, s, s, std::max(1.0f, s / 8.0f), deform_gradient, rng);
+    b = deform(b, tau, border);
+  }
+  return {a, b};
+}
+
+std::vector<Tensor> prepare_photos(const std::vector<Tensor>& photos, float scale, int64_t min_side,
+                                   std::vector<size_t>* kept) {
+  check(scale > 0 && scale <= 1, "fmicon: photo scale must be in (0, 1], got ", scale);
+  std::vector<Tensor> out;
+  if (kept) kept->clear();
+  for (size_t i = 0; i < photos.size(); ++i) {
+    const Tensor& p = photos[i];
+    check(p.dim() == 3, "fmicon: photo ", i, " must be [C, H, W], got ", p.shape());
+    const int64_t short_side = std::min(p.size(1), p.size(2));
+    if (short_side < min_side) continue;
+    // Never below min_side: the largest scale <= `scale` that keeps the short side >= min_side.
+    const double f = std::max<double>(scale, static_cast<double>(min_side) / static_cast<double>(short_side));
+    const int64_t h = std::max<int64_t>(min_side, std::lround(p.size(1) * f));
+    const int64_t w = std::max<int64_t>(min_side, std::lround(p.size(2) * f));
+    ResizeOptions opt;
+    opt.antialias = true;
+    NoGrad no_grad;
+    out.push_back(f >= 1.0 ? p : resize(p, h, w, opt));
+    if (kept) kept->push_back(i);
+  }
+  return out;
+}
+
+std::vector<bool> holdout_mask(const std::vector<std::string>& paths, const std::vector<std::string>& names) {
+  check(paths.size() >= 2, "fmicon: need at least 2 photos (one to train on, one to hold out), got ", paths.size());
+  std::vector<bool> held(paths.size(), false);
+  bool any = false;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string stem = std::filesystem::path(paths[i]).stem().string();
+    held[i] = std::find(names.begin(), names.end(), stem) != names.end();
+    any = any || held[i];
+  }
+  if (!any) {
+    for (size_t i = 3; i < paths.size(); i += 4) held[i] = true;
+    if (paths.size() < 4) held[0] = true;
+  }
+  check(std::count(held.begin(), held.end(), false) >= 1, "fmicon: every one of the ", paths.size(),
+        " photos is held out; nothing is left to train on");
+  return held;
+}
+
+// --- optimisation helpers ------------------------------------------------------------------------------------------
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  check(max_norm >= 0, "clip_grad_norm: max_norm must be >= 0, got ", max_norm);
+  double sum_sq = 0;
+  for (Tensor p : params) {  // handles: copies share the gradient storage
+    if (!p.has_grad()) continue;
+    const float* g = p.grad_data();
+    for (int64_t i = 0; i < p.numel(); ++i) sum_sq += static_cast<double>(g[i]) * g[i];
+  }
+  const double norm = std::sqrt(sum_sq);
+  // torch: clip_coef = max_norm / (norm + 1e-6), applied when < 1.
+  const double coef = max_norm / (norm + 1e-6);
+  if (max_norm > 0 && coef < 1) {
+    for (Tensor p : params) {
+      if (!p.has_grad()) continue;
+      float* g = p.grad_data();
+      for (int64_t i = 0; i < p.numel(); ++i) g[i] = static_cast<float>(g[i] * coef);
+    }
+  }
+  return norm;
+}
+
+RMSprop::RMSprop(std::vector<Tensor> params, float lr, float alpha, float eps)
+    : Optimizer(std::move(params), lr, "RMSprop"), alpha_(alpha), eps_(eps) {
+  check(alpha >= 0 && alpha < 1, "RMSprop: alpha must be in [0, 1), got ", alpha);
+  check(eps >= 0, "RMSprop: eps must be >= 0, got ", eps);
+  add_slot("square_avg");
+}
+
+void RMSprop::step() {
+  NoGrad no_grad;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    Tensor& p = params_[k];
+    if (!p.has_grad()) continue;
+    ++steps_[k];
+    float* w = p.data();
+    const float* g = p.grad_data();
+    float* v = slots_[0].per_param[k].data();
+    const int64_t n = p.numel();
+    const float a = alpha_, eps = eps_, lr = lr_;
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      v[i] = a * v[i] + (1.0f - a) * g[i] * g[i];
+      w[i] -= lr * g[i] / (std::sqrt(v[i]) + eps);
+    }
+  }
+}
+
+// --- the training loop ---------------------------------------------------------------------------------------------
+
+double FmiconRun::final_loss() const {
+  if (history.empty()) return 0;
+  const size_t tail = std::max<size_t>(1, history.size() / 10);
+  double s = 0;
+  for (size_t i = history.size() - tail; i < history.size(); ++i) s += history[i].loss;
+  return s / static_cast<double>(tail);
+}
+
+Tensor fmicon_step_loss(Module& net, const Attempt& attempt, const PairBatch& pairs, Rng& rng, float affine_sigma,
+                        float epsilon) {
+  check(pairs.a.dim() == 4 && pairs.a.shape() == pairs.b.shape(), "fmicon: A and B must both be [n, C, s, s], got ",
+        pairs.a.shape(), " and ", pairs.b.shape());
+  const int64_t n = pairs.a.size(0), h = pairs.a.size(2), w = pairs.a.size(3);
+  // Four independent draws: A twice, B twice (warp -> network -> unwarp, gradients through both warps).
+  auto features = [&](const Tensor& x) {
+    const Warp warp = draw_attempt_warp(attempt, n, h, w, rng, affine_sigma);
+    return icon_pixels(warp.inverse(net(warp.apply(x))));
+  };
+  const Tensor a1 = features(pairs.a);
+  const Tensor b1 = features(pairs.b);
+  const Tensor a2 = features(pairs.a);
+  const Tensor b2 = features(pairs.b);
+  IconOptions opt;
+  opt.epsilon = epsilon;
+  return icon_loss(a1, b1, a2, b2, opt);
+}
+
+namespace {
+
+std::unique_ptr<Optimizer> make_optimizer(const FmiconConfig& c, std::vector<Tensor> params) {
+  if (c.optimizer == "rmsprop") return std::make_unique<RMSprop>(std::move(params), c.lr);
+  if (c.optimizer == "adam") return std::make_unique<Adam>(std::move(params), c.lr);
+  fail("fmicon: unknown optimizer '", c.optimizer, "' (choose rmsprop or adam)");
+}
+
+constexpr int kHistoryColumns = 5;
+
+Tensor history_tensor(const std::vector<StepRecord>& h) {
+  Tensor t({static_cast<int64_t>(h.size()), kHistoryColumns});
+  for (size_t i = 0; i < h.size(); ++i) {
+    const double row[kHistoryColumns] = {double(h[i].step), h[i].loss, h[i].radius, h[i].grad_norm, h[i].seconds};
+    for (int j = 0; j < kHistoryColumns; ++j) t.data()[i * kHistoryColumns + j] = static_cast<float>(row[j]);
+  }
+  return t;
+}
+
+std::vector<StepRecord> history_from(const Tensor& t) {
+  check(t.dim() == 2 && t.size(1) == kHistoryColumns, "fmicon: checkpoint history must be [steps, ",
+        kHistoryColumns, "], got ", t.shape());
+  std::vector<StepRecord> h;
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    const float* r = t.data() + i * kHistoryColumns;
+    h.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4]});
+  }
+  return h;
+}
+
+}  // namespace
+
+FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconConfig& c) {
+  check(c.steps >= 1 && c.batch >= 1 && c.lr > 0, "fmicon: steps, batch and lr must be positive (got ", c.steps, ", ",
+        c.batch, ", ", c.lr, ")");
+  check(net.size() == source.crop(), "fmicon: the network is built for ", net.size(), "x", net.size(),
+        " inputs but the pairs are ", source.crop(), "x", source.crop(), " crops");
+  check(!c.attempt.center || c.batch >= 2, "fmicon: attempt '", c.attempt.name(), "' subtracts the batch mean, ",
+        "which needs --batch >= 2 (got ", c.batch, ")");
+  auto opt = make_optimizer(c, net.parameters());
+  FmiconRun run;
+  const std::string ckpt = c.out_dir.empty() ? "" : c.out_dir + "/checkpoint.safetensors";
+  const std::string format = "equilab fmicon checkpoint, attempt " + c.attempt.name();
+
+  if (c.resume && !ckpt.empty() && std::filesystem::exists(ckpt)) {
+    Checkpoint cp = load_safetensors(ckpt);
+    NamedTensors state = net.named_parameters();
+    for (auto& nt : net.named_buffers()) state.push_back(nt);
+    try {
+      const auto it = cp.metadata.find("format");
+      check(it != cp.metadata.end() && it->second == format, "it is not a checkpoint of attempt '",
+            c.attempt.name(), "'");
+      load_into(Checkpoint{strip_prefix(cp.tensors, "model."), {}}, state, /*strict=*/true);
+      opt->load_state(strip_prefix(cp.tensors, "optimizer."));
+      run.history = history_from(cp.get("history"));
+    } catch (const Error& e) {
+      fail("cannot resume from ", ckpt, " (was it written with other flags?): ", e.what());
+    }
+    check(static_cast<int>(run.history.size()) <= c.steps, "cannot resume from ", ckpt, ": it has ",
+          run.history.size(), " steps, more than --steps ", c.steps);
+    if (c.progress)
+      std::printf("  resumed %s from %s after step %zu\n", c.attempt.name().c_str(), ckpt.c_str(),
+                  run.history.size());
+  }
+  const int first = static_cast<int>(run.history.size());
+  std::unique_ptr<CsvLog> csv;
+  if (!c.out_dir.empty())
+    csv = std::make_unique<CsvLog>(c.out_dir + "/train_log.csv",
+                                   std::vector<std::string>{"step", "loss", "radius", "grad_norm", "seconds"},
+                                   /*append=*/first > 0);
+  auto save = [&] {
+    NamedTensors all = with_prefix("model.", net.named_parameters());
+    for (auto& nt : with_prefix("model.", net.named_buffers())) all.push_back(nt);
+    for (auto& nt : with_prefix("optimizer.", opt->state())) all.push_back(nt);
+    all.emplace_back("history", history_tensor(run.history));
+    save_safetensors(ckpt, all, {{"format", format}, {"step", std::to_string(run.history.size())}});
+  };
+
+  net.train();
+  const auto t_start = std::chrono::steady_clock::now();
+  std::unique_ptr<ProgressBar> bar;
+  if (c.progress && first < c.steps)
+    bar = std::make_unique<ProgressBar>(c.steps - first, "  " + c.attempt.name(), "pair");
+  for (int step = first; step < c.steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Rng rng(c.seed * 1000003ULL + static_cast<uint64_t>(step) * 7919ULL + 1);
+    const PairBatch pairs = source.sample(c.batch, rng);
+    Tensor loss = fmicon_step_loss(net, c.attempt, pairs, rng, c.affine_sigma, c.epsilon);
+    opt->zero_grad();
+    loss.backward();
+    const double gnorm = clip_grad_norm(opt->params(), c.clip);
+    opt->step();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const StepRecord rec{step + 1, loss.item(), net.radius(), gnorm, secs};
+    check(std::isfinite(rec.loss), "fmicon: the loss became ", rec.loss, " at step ", rec.step, " of attempt '",
+          c.attempt.name(), "' (try a smaller --lr)");
+    run.history.push_back(rec);
+    ++run.steps_run;
+    if (csv) csv->row({rec.step, rec.loss, rec.radius, rec.grad_norm, rec.seconds});
+    if (!ckpt.empty() && ((step + 1) % std::max(1, c.checkpoint_every) == 0 || step + 1 == c.steps)) save();
+    if (bar) {
+      char extra[80];
+      std::snprintf(extra, sizeof extra, "loss %.4f radius %.2f", rec.loss, rec.radius);
+      bar->step(c.batch, extra);
+    }
+  }
+  if (bar) bar->finish();
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return run;
+}
+
+}  // namespace eq
