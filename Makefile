@@ -80,10 +80,12 @@ data:
 	bash apps/common/fetch_data.sh data
 
 # The main job: a short version of each study (the full ones are documented in README.md).
-demo: deps data $(BUILD)/classify $(BUILD)/shift $(BUILD)/scale
+demo: deps data $(BUILD)/classify $(BUILD)/shift $(BUILD)/scale $(BUILD)/fmicon $(BUILD)/sie
 	$(BUILD)/classify --dataset mnist --model lenet --epochs 4 --out out/demo/classify_mnist
 	$(BUILD)/shift --quick --out out/demo/shift
 	$(BUILD)/scale --quick --out out/demo/scale
+	$(BUILD)/fmicon --quick --out out/demo/fmicon
+	$(BUILD)/sie --quick --out out/demo/sie
 	@echo "demo: tables above; figures and results.json in out/demo/"
 
 clean:
