@@ -254,29 +254,6 @@ TEST_CASE("die_mini: datasets, the object split and view pairs with their relati
   CHECK(test.data.labels[4] == 9 % kDieMiniClasses);
   CHECK(test.data.images.data()[4 * 432 + 17] == doctest::Approx(set.image(28)[17] / 255.0f));
 
-  Rng rng(11);
-  const ViewPairBatch pairs = sample_view_pairs(train, {0, 3, 7, 3}, rng);
-  CHECK(pairs.first.shape() == Shape{4, 3, 12, 12});
-  CHECK(pairs.relative_rotation.shape() == Shape{4, 4});
-  const std::vector<int64_t> objects = {0, 3, 7, 3};
-  for (int i = 0; i < 4; ++i) {
-    const int64_t r1 = pairs.first_rows[i], r2 = pairs.second_rows[i];
-    CHECK(r1 / 3 == objects[i]);
-    CHECK(r2 / 3 == objects[i]);
-    CHECK(r1 != r2);
-    CHECK(pairs.labels[i] == train.data.labels[r1]);
-    const float* q = pairs.relative_rotation.data() + 4 * i;
-    CHECK(q[0] >= 0);
-    const Mat3 lhs = quat_to_matrix({q[0], q[1], q[2], q[3]}) * quat_to_matrix(train.rotations[r1]);
-    const Mat3 rhs = quat_to_matrix(train.rotations[r2]);
-    for (int a = 0; a < 3; ++a)
-      for (int b = 0; b < 3; ++b) CHECK(lhs.m[a][b] == doctest::Approx(rhs.m[a][b]).epsilon(1e-4));
-    CHECK(pairs.second.data()[i * 432 + 100] == train.data.images.data()[r2 * 432 + 100]);
-  }
-  CHECK_THROWS_NAMING(gather_view_pairs(train, {{0, 3}}), "gather_view_pairs", "different objects");
-  CHECK_THROWS_NAMING(gather_view_pairs(train, {{0, 99}}), "gather_view_pairs", "out of range");
-  CHECK_THROWS_NAMING(sample_view_pairs(train, {8}, rng), "sample_view_pairs", "object index 8");
-  const DieMiniDataset single = die_mini_dataset(generate_die_mini(tiny_config(2, 1)), 0, 2, "single");
-  CHECK_THROWS_NAMING(sample_view_pairs(single, {0}, rng), "sample_view_pairs", "pairs need 2");
+  // Pairs of views and their relative rotations: apps/sie/views.h (tests/test_sie_views.cpp).
   CHECK_THROWS_NAMING(die_mini_dataset(set, 4, 4, "empty"), "die_mini_dataset", "[4, 4)");
 }

@@ -241,7 +241,7 @@ TEST_CASE("render3d: the image follows the rotation convention (world = R * obje
   scene.shadows = false;
   const int n = 32;
   auto red = [](uint8_t, uint8_t, uint8_t b) { return b == 0; };
-  float x0, y0, x1, y1, x2, y2;
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0, x2 = 0, y2 = 0;  // set by centroid() when REQUIRE passes
   REQUIRE(centroid(render(scene, {n, 1}), n, red, x0, y0) > 10);
   scene.rotation = axis_angle({0, 0, 1}, kPi / 2);
   REQUIRE(centroid(render(scene, {n, 1}), n, red, x1, y1) > 10);

@@ -132,18 +132,6 @@ DieMiniDataset die_mini_split(const DieMini& set, bool train);
 // data_root/3die-mini, generated on first use.
 Dataset load_die_mini_classification(const std::string& data_root, bool train);
 
-// Pairs of views of the same object and the rotation taking the first to the second.
-struct ViewPairBatch {
-  Tensor first, second;        // [B, 3, S, S]
-  Tensor relative_rotation;    // [B, 4] (w, x, y, z): q_rel = q2 * conj(q1), w >= 0, so R(q_rel) R(q1) = R(q2)
-  std::vector<int> labels;     // the objects' classes
-  std::vector<int64_t> first_rows, second_rows;  // rows of the dataset
-};
-
-// Views (row pairs) of the same object, in the order given. Throws when a pair's rows belong to different objects.
-ViewPairBatch gather_view_pairs(const DieMiniDataset& set, const std::vector<std::pair<int64_t, int64_t>>& rows);
-
-// For each object index in `objects` (0 .. num_objects()-1 of this dataset) two different views drawn with rng.
-ViewPairBatch sample_view_pairs(const DieMiniDataset& set, const std::vector<int64_t>& objects, Rng& rng);
+// Pairs of views with their relative rotations, for SIE: apps/sie/views.h (ViewSet, sample_pairs).
 
 }  // namespace eq
