@@ -28,6 +28,7 @@
 #include "engine/autograd.h"
 #include "engine/matmul.h"
 #include "engine/parallel.h"
+#include "engine/reduce.h"
 
 namespace eq {
 
@@ -247,18 +248,6 @@ void fold_padding(const float* dpadded, int64_t C, int64_t H, int64_t W, const P
     }
 }
 
-// Sum of n floats with eight independent accumulators: the compiler vectorises this, where a single running sum
-// is one dependent add per element.
-float plane_sum(const float* __restrict p, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
-  float total = 0;
-  for (; i < n; ++i) total += p[i];
-  for (float a : acc) total += a;
-  return total;
-}
 
 // How the work is cut into tiles, each one im2col buffer and one sgemm per group. A tile is either a run of output
 // rows of one sample (large maps) or a run of whole samples (small maps), sized so that its col buffer stays near
@@ -407,7 +396,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
 #pragma omp parallel for schedule(static)
              for (int64_t co = 0; co < g.Cout; ++co) {
                double sum = 0;
-               for (int64_t n = 0; n < g.N; ++n) sum += plane_sum(gy + (n * g.Cout + co) * hw, hw);
+               for (int64_t n = 0; n < g.N; ++n) sum += contiguous_sum(gy + (n * g.Cout + co) * hw, hw);
                gb[co] += static_cast<float>(sum);
              }
            }

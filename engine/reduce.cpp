@@ -288,4 +288,15 @@ Tensor sum_reference(const Tensor& x, std::vector<int> axes, bool keepdim) {
   return Tensor::from(plan.out_shape, std::vector<float>(acc.begin(), acc.end()));
 }
 
+float contiguous_sum(const float* __restrict p, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
+  float total = 0;
+  for (; i < n; ++i) total += p[i];
+  for (float a : acc) total += a;
+  return total;
+}
+
 }  // namespace eq

@@ -20,6 +20,10 @@ Tensor min(const Tensor& x, int axis, bool keepdim = false);
 // Index of the maximum along the last axis of a [N, C] tensor (no gradient): predicted classes.
 std::vector<int> argmax_rows(const Tensor& x);
 
+// Sum of n contiguous floats with eight independent accumulators (the compiler vectorises it; one running sum is
+// one dependent add per element). For kernels' bias gradients; float accumulation, unlike the ops above.
+float contiguous_sum(const float* __restrict p, int64_t n);
+
 // Naive reference for tests: one pass over every input element with a full multi-index (no gradient).
 Tensor sum_reference(const Tensor& x, std::vector<int> axes, bool keepdim = false);
 

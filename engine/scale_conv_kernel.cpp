@@ -9,6 +9,7 @@
 #include "engine/error.h"
 #include "engine/matmul.h"
 #include "engine/parallel.h"
+#include "engine/reduce.h"
 
 namespace eq {
 
@@ -186,17 +187,6 @@ void for_each_tile(const Pass& p, const ScaleConvShape& g, const std::vector<Til
 // samples run in turn and every sgemm is threaded instead.
 bool parallel_over_samples(const ScaleConvShape& g) { return num_threads() > 1 && g.N >= num_threads(); }
 
-// Eight independent accumulators, so the compiler vectorises the sum.
-float plane_sum(const float* __restrict p, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
-  float total = 0;
-  for (; i < n; ++i) total += p[i];
-  for (float a : acc) total += a;
-  return total;
-}
 
 }  // namespace
 
@@ -229,7 +219,7 @@ void scale_conv_backward(const ScaleConvShape& g, const float* x, const float* w
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < g.Cout; ++o) {
       double sum = 0;  // every scale of channel o of a sample is one contiguous block
-      for (int64_t n = 0; n < g.N; ++n) sum += plane_sum(dy + (n * g.Cout + o) * ld, ld);
+      for (int64_t n = 0; n < g.N; ++n) sum += contiguous_sum(dy + (n * g.Cout + o) * ld, ld);
       db[o] += static_cast<float>(sum);
     }
   }
