@@ -124,6 +124,21 @@ class AdamW : public Adam {
       : Adam(std::move(groups), lr, beta1, beta2, eps, weight_decay, true) {}
 };
 
+// Scales all gradients by max_norm / norm when their global L2 norm exceeds max_norm (torch's clip_grad_norm_);
+// returns the norm before clipping. Parameters without a gradient are skipped.
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+// RMSprop as torch.optim.RMSprop without momentum or centering: v = alpha v + (1 - alpha) g^2,
+// p -= lr g / (sqrt(v) + eps). State key "param.<i>.square_avg".
+class RMSprop : public Optimizer {
+ public:
+  RMSprop(std::vector<Tensor> params, float lr = 1e-2f, float alpha = 0.99f, float eps = 1e-8f);
+  void step() override;
+
+ private:
+  float alpha_, eps_;
+};
+
 // Learning-rate schedules: lr(epoch) for epoch = 0, 1, 2, ...; call optimizer.set_lr(schedule.lr(epoch)) at the
 // start of each epoch. They hold no state, so a resumed run just asks for its epoch.
 class LRSchedule {

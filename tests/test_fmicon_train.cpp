@@ -1,6 +1,6 @@
 // The FMICON training app's logic (apps/fmicon/train.cpp): attempt names, the warps each attempt draws, pairs
-// from photos and frames, the hold-out rule, gradient clipping and RMSprop by hand, a short run that lowers the
-// loss, and resuming from a checkpoint bit for bit.
+// from photos and frames, the hold-out rule, a short run that lowers the loss, and resuming from a checkpoint bit
+// for bit. (Gradient clipping and RMSprop live in engine/optim, tested in tests/test_optim.cpp.)
 //
 // The app's sources are not part of libequilab.a (they link into build/fmicon only), so they are compiled here.
 #include <doctest/doctest.h>
@@ -159,34 +159,6 @@ TEST_CASE("fmicon_train: hold-out by name, or every fourth photo; resizing keeps
   CHECK(kept == std::vector<size_t>{0, 2});
   CHECK(r[0].shape() == Shape{3, 50, 100});  // halved
   CHECK(r[1].shape() == Shape{3, 40, 48});   // halving would go below 40: scaled by 0.8 instead
-}
-
-TEST_CASE("fmicon_train: gradient-norm clipping and RMSprop, by hand") {
-  Tensor p = Tensor::from({2}, {1.0f, -1.0f}).set_requires_grad();
-  Tensor q = Tensor::from({1}, {2.0f}).set_requires_grad();
-  // q is broadcast over two outputs: grad p = (3, 0), grad q = 4 + 4 = 8, global norm sqrt(9 + 64).
-  (p * Tensor::from({2}, {3.0f, 0.0f}) + q * 4.0f).backward(Tensor::ones({2}));
-  const double norm = clip_grad_norm({p, q}, 1.0);
-  CHECK(norm == doctest::Approx(std::sqrt(73.0)));
-  CHECK(p.grad().to_vector()[0] == doctest::Approx(3.0 / std::sqrt(73.0)).epsilon(1e-5));
-  CHECK(q.grad().item() == doctest::Approx(8.0 / std::sqrt(73.0)).epsilon(1e-5));
-  // Below the threshold nothing changes.
-  CHECK(clip_grad_norm({p, q}, 10.0) == doctest::Approx(1.0).epsilon(1e-5));
-  CHECK(q.grad().item() == doctest::Approx(8.0 / std::sqrt(73.0)).epsilon(1e-5));
-
-  // RMSprop first step: v = (1 - alpha) g^2, step = lr g / (sqrt(v) + eps) = lr sign(g) / sqrt(1 - alpha).
-  Tensor w = Tensor::from({2}, {1.0f, 1.0f}).set_requires_grad();
-  (w * Tensor::from({2}, {0.5f, -2.0f})).backward(Tensor::ones({2}));
-  RMSprop opt({w}, 0.01f, 0.99f, 0.0f);
-  opt.step();
-  CHECK(w.to_vector()[0] == doctest::Approx(1.0 - 0.1).epsilon(1e-5));
-  CHECK(w.to_vector()[1] == doctest::Approx(1.0 + 0.1).epsilon(1e-5));
-  // Its state round-trips under the documented key.
-  const NamedTensors state = opt.state();
-  bool found = false;
-  for (auto& [name, t] : state) found = found || name == "param.0.square_avg";
-  CHECK(found);
-  CHECK_THROWS_NAMING(RMSprop({w}, 0.01f, 1.0f), "RMSprop", "alpha");
 }
 
 TEST_CASE("fmicon_train: a few steps lower the loss on a fixed batch (attempt 0 finds its shortcut at once)") {

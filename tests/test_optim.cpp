@@ -440,3 +440,31 @@ TEST_CASE("optim: bad parameter groups are errors naming the optimizer and the g
                       "multiplier");
   CHECK_THROWS_NAMING(AdamW(std::vector<ParamGroup>{}, 0.1f), "AdamW", "at least one parameter group");
 }
+
+TEST_CASE("optim: gradient-norm clipping and RMSprop, by hand") {
+  Tensor p = Tensor::from({2}, {1.0f, -1.0f}).set_requires_grad();
+  Tensor q = Tensor::from({1}, {2.0f}).set_requires_grad();
+  // q is broadcast over two outputs: grad p = (3, 0), grad q = 4 + 4 = 8, global norm sqrt(9 + 64).
+  (p * Tensor::from({2}, {3.0f, 0.0f}) + q * 4.0f).backward(Tensor::ones({2}));
+  const double norm = clip_grad_norm({p, q}, 1.0);
+  CHECK(norm == doctest::Approx(std::sqrt(73.0)));
+  CHECK(p.grad().to_vector()[0] == doctest::Approx(3.0 / std::sqrt(73.0)).epsilon(1e-5));
+  CHECK(q.grad().item() == doctest::Approx(8.0 / std::sqrt(73.0)).epsilon(1e-5));
+  // Below the threshold nothing changes.
+  CHECK(clip_grad_norm({p, q}, 10.0) == doctest::Approx(1.0).epsilon(1e-5));
+  CHECK(q.grad().item() == doctest::Approx(8.0 / std::sqrt(73.0)).epsilon(1e-5));
+
+  // RMSprop first step: v = (1 - alpha) g^2, step = lr g / (sqrt(v) + eps) = lr sign(g) / sqrt(1 - alpha).
+  Tensor w = Tensor::from({2}, {1.0f, 1.0f}).set_requires_grad();
+  (w * Tensor::from({2}, {0.5f, -2.0f})).backward(Tensor::ones({2}));
+  RMSprop opt({w}, 0.01f, 0.99f, 0.0f);
+  opt.step();
+  CHECK(w.to_vector()[0] == doctest::Approx(1.0 - 0.1).epsilon(1e-5));
+  CHECK(w.to_vector()[1] == doctest::Approx(1.0 + 0.1).epsilon(1e-5));
+  // Its state round-trips under the documented key.
+  const NamedTensors state = opt.state();
+  bool found = false;
+  for (auto& [name, t] : state) found = found || name == "param.0.square_avg";
+  CHECK(found);
+  CHECK_THROWS_NAMING(RMSprop({w}, 0.01f, 1.0f), "RMSprop", "alpha");
+}

@@ -242,55 +242,6 @@ std::vector<bool> holdout_mask(const std::vector<std::string>& paths, const std:
   return held;
 }
 
-// --- optimisation helpers ------------------------------------------------------------------------------------------
-
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  check(max_norm >= 0, "clip_grad_norm: max_norm must be >= 0, got ", max_norm);
-  double sum_sq = 0;
-  for (Tensor p : params) {  // handles: copies share the gradient storage
-    if (!p.has_grad()) continue;
-    const float* g = p.grad_data();
-    for (int64_t i = 0; i < p.numel(); ++i) sum_sq += static_cast<double>(g[i]) * g[i];
-  }
-  const double norm = std::sqrt(sum_sq);
-  // torch: clip_coef = max_norm / (norm + 1e-6), applied when < 1.
-  const double coef = max_norm / (norm + 1e-6);
-  if (max_norm > 0 && coef < 1) {
-    for (Tensor p : params) {
-      if (!p.has_grad()) continue;
-      float* g = p.grad_data();
-      for (int64_t i = 0; i < p.numel(); ++i) g[i] = static_cast<float>(g[i] * coef);
-    }
-  }
-  return norm;
-}
-
-RMSprop::RMSprop(std::vector<Tensor> params, float lr, float alpha, float eps)
-    : Optimizer(std::move(params), lr, "RMSprop"), alpha_(alpha), eps_(eps) {
-  check(alpha >= 0 && alpha < 1, "RMSprop: alpha must be in [0, 1), got ", alpha);
-  check(eps >= 0, "RMSprop: eps must be >= 0, got ", eps);
-  add_slot("square_avg");
-}
-
-void RMSprop::step() {
-  NoGrad no_grad;
-  for (size_t k = 0; k < params_.size(); ++k) {
-    Tensor& p = params_[k];
-    if (!p.has_grad()) continue;
-    ++steps_[k];
-    float* w = p.data();
-    const float* g = p.grad_data();
-    float* v = slots_[0].per_param[k].data();
-    const int64_t n = p.numel();
-    const float a = alpha_, eps = eps_, lr = lr_;
-#pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      v[i] = a * v[i] + (1.0f - a) * g[i] * g[i];
-      w[i] -= lr * g[i] / (std::sqrt(v[i]) + eps);
-    }
-  }
-}
-
 // --- the training loop ---------------------------------------------------------------------------------------------
 
 double FmiconRun::final_loss() const {

@@ -112,20 +112,6 @@ std::vector<Tensor> prepare_photos(const std::vector<Tensor>& photos, float scal
 std::vector<bool> holdout_mask(const std::vector<std::string>& paths, const std::vector<std::string>& names);
 
 // --- optimisation helpers ------------------------------------------------------------------------------------------
-// Scales all gradients by max_norm / norm when their global L2 norm exceeds max_norm (torch's clip_grad_norm_);
-// returns the norm before clipping. Parameters without a gradient are skipped.
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
-
-// RMSprop as torch.optim.RMSprop without momentum or centering: v = alpha v + (1 - alpha) g^2,
-// p -= lr g / (sqrt(v) + eps). State key "param.<i>.square_avg".
-class RMSprop : public Optimizer {
- public:
-  RMSprop(std::vector<Tensor> params, float lr = 1e-2f, float alpha = 0.99f, float eps = 1e-8f);
-  void step() override;
-
- private:
-  float alpha_, eps_;
-};
 
 
 // --- the training loop ---------------------------------------------------------------------------------------------
