@@ -168,16 +168,13 @@ int main(int argc, char** argv) {
     const auto t_start = std::chrono::steady_clock::now();
     set_num_threads(flags.get_int("threads"));
     const bool quick = flags.get_bool("quick");
-    auto int_flag = [&](const char* name, int quick_value) {
-      return quick && !flags.was_given(name) ? quick_value : flags.get_int(name);
-    };
     const std::vector<Attempt> attempts = parse_attempts(flags.get("attempts"));
     const std::string out = flags.get("out");
     make_dirs(out);
 
     FmiconConfig base;
-    base.steps = int_flag("steps", 20);
-    base.batch = int_flag("batch", 4);
+    base.steps = flags.get_int_or_quick("steps", 20, quick);
+    base.batch = flags.get_int_or_quick("batch", 4, quick);
     base.dim = flags.get_int("dim");
     base.width = flags.get_int("width");
     base.levels = flags.get_int("levels");
@@ -187,8 +184,8 @@ int main(int argc, char** argv) {
     base.seed = static_cast<uint64_t>(flags.get_int("seed"));
     base.resume = flags.get_bool("resume");
     base.checkpoint_every = flags.get_int("checkpoint-every");
-    const int64_t crop = int_flag("crop", 32);
-    const int64_t eval_pairs = int_flag("eval-pairs", 12);
+    const int64_t crop = flags.get_int_or_quick("crop", 32, quick);
+    const int64_t eval_pairs = flags.get_int_or_quick("eval-pairs", 12, quick);
     const float photo_scale = static_cast<float>(flags.get_double("photo-scale"));
 
     // --- data: training photos (or frames) and the held-out photos -------------------------------------------------

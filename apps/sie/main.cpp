@@ -196,9 +196,6 @@ int main(int argc, char** argv) {
     if (!flags.parse(argc, argv)) return 0;
     set_num_threads(flags.get_int("threads"));
     const bool quick = flags.get_bool("quick");
-    auto quick_or = [&](const char* flag, const std::string& quick_value) {
-      return quick && !flags.was_given(flag) ? quick_value : flags.get(flag);
-    };
     const std::string dataset = flags.get("dataset"), out = flags.get("out");
     const uint64_t seed = static_cast<uint64_t>(flags.get_int("seed"));
     const std::vector<std::string> methods = split_list(flags.get("methods"));
@@ -210,7 +207,7 @@ int main(int argc, char** argv) {
     }
 
     SieConfig base;
-    base.epochs = std::stoi(quick_or("epochs", "6"));
+    base.epochs = flags.get_int_or_quick("epochs", 6, quick);
     base.batch_size = flags.get_int("batch");
     base.lr = static_cast<float>(flags.get_double("lr"));
     base.inv_dim = flags.get_int("inv-dim");
@@ -220,9 +217,9 @@ int main(int argc, char** argv) {
     base.equi_factor = static_cast<float>(flags.get_double("equi-factor"));
     base.seed = seed;
     EvalConfig eval_config;
-    eval_config.probe.epochs = std::stoi(quick_or("probe-epochs", "15"));
+    eval_config.probe.epochs = flags.get_int_or_quick("probe-epochs", 15, quick);
     eval_config.probe.seed = seed;
-    eval_config.regression.epochs = std::stoi(quick_or("regression-epochs", "20"));
+    eval_config.regression.epochs = flags.get_int_or_quick("regression-epochs", 20, quick);
     eval_config.regression.hidden = flags.get_int("regression-hidden");
     eval_config.regression.seed = seed;
     eval_config.train_pairs_per_object = flags.get_int("train-pairs");
@@ -233,9 +230,9 @@ int main(int argc, char** argv) {
 
     const auto t_start = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
-    const ViewData data = load_views(dataset, flags.get("data"), std::stoi(quick_or("objects", "500")),
-                                     flags.get_int("views"), std::stoll(quick_or("train-digits", "1000")),
-                                     std::stoll(quick_or("test-digits", "250")), seed);
+    const ViewData data = load_views(dataset, flags.get("data"), flags.get_int_or_quick("objects", 500, quick),
+                                     flags.get_int("views"), flags.get_int_or_quick("train-digits", 1000, quick),
+                                     flags.get_int_or_quick("test-digits", 250, quick), seed);
     std::printf("sie: %s\n  train: %lld objects x %d views, test: %lld objects x %d views, %d classes, group %s\n",
                 data.description.c_str(), static_cast<long long>(data.train.num_objects()),
                 data.train.views_per_object, static_cast<long long>(data.test.num_objects()),
