@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 
+#include "apps/common/datasets.h"  // make_batches
 #include "engine/autograd.h"
 #include "engine/elementwise.h"
 #include "engine/error.h"
@@ -26,15 +28,19 @@ void check_matrix(const Tensor& x, const char* op, const char* what) {
         " must be a non-empty matrix [N, D], got ", x.defined() ? x.shape() : Shape{});
 }
 
-// Batches of row indices 0..n-1 in an order shuffled by rng (every row once per epoch).
-std::vector<std::vector<int64_t>> epoch_batches(int64_t n, int batch_size, Rng& rng) {
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), int64_t{0});
-  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.randint(i + 1)]);  // Fisher-Yates
-  std::vector<std::vector<int64_t>> out;
-  for (int64_t b = 0; b < n; b += batch_size)
-    out.emplace_back(order.begin() + b, order.begin() + std::min<int64_t>(n, b + batch_size));
-  return out;
+// Minimises batch_loss(rows) over shuffled mini-batches of the n training rows with Adam, for config.epochs
+// epochs (config: a ProbeConfig or RegressionConfig: lr, weight_decay, epochs, batch_size).
+template <class Config>
+void fit_with_adam(const std::vector<Tensor>& params, int64_t n, const Config& config, Rng& rng,
+                   const std::function<Tensor(const std::vector<int64_t>& rows)>& batch_loss) {
+  Adam adam(params, config.lr, 0.9f, 0.999f, 1e-8f, config.weight_decay);
+  for (int epoch = 0; epoch < config.epochs; ++epoch)
+    for (const auto& rows : make_batches(n, config.batch_size, &rng)) {
+      adam.zero_grad();
+      Tensor loss = batch_loss(rows);
+      loss.backward();
+      adam.step();
+    }
 }
 
 std::vector<int> take_labels(const std::vector<int>& labels, const std::vector<int64_t>& rows) {
@@ -130,14 +136,9 @@ ProbeResult linear_probe(const Tensor& train_features, const std::vector<int>& t
   const Tensor train_x = standardizer.apply(train_features), test_x = standardizer.apply(test_features);
   Rng rng(config.seed);
   Linear probe(train_x.size(1), num_classes, rng);
-  Adam adam(probe.parameters(), config.lr, 0.9f, 0.999f, 1e-8f, config.weight_decay);
-  for (int epoch = 0; epoch < config.epochs; ++epoch)
-    for (const auto& rows : epoch_batches(train_x.size(0), config.batch_size, rng)) {
-      adam.zero_grad();
-      Tensor loss = cross_entropy(probe(take_rows(train_x, rows)), take_labels(train_labels, rows));
-      loss.backward();
-      adam.step();
-    }
+  fit_with_adam(probe.parameters(), train_x.size(0), config, rng, [&](const std::vector<int64_t>& rows) {
+    return cross_entropy(probe(take_rows(train_x, rows)), take_labels(train_labels, rows));
+  });
   NoGrad no_grad;
   ProbeResult r;
   r.train_accuracy = accuracy(probe(train_x), train_labels);
@@ -200,14 +201,9 @@ RegressionResult pair_regression(const Tensor& train_first, const Tensor& train_
   std::vector<Tensor> params = head->parameters();
   if (hidden)
     for (const Tensor& p : hidden->parameters()) params.push_back(p);
-  Adam adam(params, config.lr, 0.9f, 0.999f, 1e-8f, config.weight_decay);
-  for (int epoch = 0; epoch < config.epochs; ++epoch)
-    for (const auto& rows : epoch_batches(train_x.size(0), config.batch_size, rng)) {
-      adam.zero_grad();
-      Tensor loss = mse_loss(forward(take_rows(train_x, rows)), take_rows(train_target, rows));
-      loss.backward();
-      adam.step();
-    }
+  fit_with_adam(params, train_x.size(0), config, rng, [&](const std::vector<int64_t>& rows) {
+    return mse_loss(forward(take_rows(train_x, rows)), take_rows(train_target, rows));
+  });
   NoGrad no_grad;
   RegressionResult r;
   r.train_r2 = r2_global(forward(train_x), train_target);
