@@ -4,6 +4,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "engine/parallel.h"
+
 namespace eq {
 
 static thread_local bool g_grad_enabled = true;
@@ -96,6 +98,7 @@ void Tensor::backward(const Tensor& seed) {
   float* g = grad_data();
   const float* s = seed.data();
   const int64_t n = numel();
+#pragma omp parallel for if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) g[i] += s[i];
   if (impl()->grad_fn) run_backward(impl());
 }

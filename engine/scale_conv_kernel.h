@@ -6,20 +6,15 @@
 //   y[n, o, s] = b[o] + sum_{j < min(Ks, S - s)} sum_c conv2d(x[n, c, s + j], w[o, c, j], dilation d_s,
 //                                                             zero padding d_s (k/2))
 //
-// Fast path, per sample (OpenMP over the batch) and per run of output scales with the same number of terms m:
-//   col [Cin*m*kh*kw, tile]  = taps read straight from x[n, :, s .. s+m-1] with dilation d_s (im2col from the
-//                              5-D tensor: row (c, j, ki, kj) reads plane (c, s + j))
-//   y[n, :, tile]            = W_m [Cout, Cin*m*kh*kw] x col  (one sgemm, row stride S*H*W: written in place)
-// A tile is a run of (scale, output row) pairs: in [N, C, S, H, W] the rows of consecutive scales of one channel
-// are contiguous, so several scales that share a weight matrix (m = Ks for every s <= S - Ks) form ONE wider GEMM.
-// W_m is w itself when m = Ks, else a compact copy of w[:, :, :m] (the top scales: the zero padding of the scale
-// axis is skipped, not multiplied).
-// Backward:
-//   db += sums of dy;  dW_m += dy[n, :, tile] x col^T (col recomputed; per-thread partials, summed in thread order
-//   after the loop, then scattered into dw);
-//   dx: per output scale s, the gradient of its window x[:, :, s .. s+m-1] is one transposed convolution of
-//   dy[:, :, s] (dilation d_s, weight flipped and channel-swapped: [Cin*m, Cout*kh*kw]), tiled the same way; its
-//   Cin*m rows are added into the m input scales (no col2im; threads own whole samples, so no races).
+// Fast path: jobs (sample n, scale), spread over the threads; each is one direct convolution (engine/direct_conv.h:
+// registers hold blocks of output channels x pixels, the input is read in place from a zero-padded copy, no im2col
+// and no GEMM, which for 16 output channels per scale spent as long copying columns as multiplying):
+//   forward, job (n, s):  y[n, :, s] = b + conv(pad_{d_s}(x[n, :, s .. s+m-1]), w[:, :, :m]), m = min(Ks, S - s)
+//                         (the zero padding of the scale axis is skipped, not multiplied)
+//   dx, job (n, t):       dx[n, :, t] += sum_{j <= t, j < Ks} conv(pad_{d_s}(dy[n, :, s]), flip(w[:, :, j])^T),
+//                         s = t - j (gathered per input scale, so jobs own their planes: no races)
+//   dw, job (n, s):       lane-vector partial sums of dy[n, o, s](y, x) * pad(x)[n, c, s + j](taps), per thread,
+//                         reduced in thread order after the loop (deterministic for a given thread count)
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,11 +1,33 @@
 #include "engine/tensor.h"
 
 #include <cstring>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "engine/autograd.h"
 #include "engine/rng.h"
 
 namespace eq {
+
+namespace {
+
+// Keep freed tensor storage in the process. By default glibc serves blocks above its mmap threshold with fresh
+// mappings and trims the heap top back to the OS, so the output and gradient buffers that every op allocates anew
+// (12.8 MB each for a [64, 16, 4, 28, 28] scale convolution) page-fault and are zeroed by the kernel on every step,
+// before we zero them again: with these settings a scale convolution's forward + backward went from 55 to 36 ms
+// (2 threads). Blocks up to 32 MB (glibc's maximum threshold) now come from the heap and are reused; the heap is
+// trimmed only when more than 1 GiB is free at its top. Peak memory is unchanged; it is just not returned early.
+struct KeepFreedStorage {
+  KeepFreedStorage() {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+  }
+} const keep_freed_storage;
+
+}  // namespace
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";

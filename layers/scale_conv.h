@@ -11,14 +11,13 @@
 // by b and moving one scale up commutes with it exactly (zero padding, odd kernels, b^s integer; tested):
 //   scale_conv(D_b(x[:, :, 1:])) = D_b(scale_conv(x)[:, :, 1:]),   D_b = keep every b-th pixel from pixel 0.
 //
-// Implementation: one autograd op on the kernels of engine/scale_conv_kernel.h, which read the scale window of
-// every output scale straight from the 5-D input (im2col with the scale's dilation, row (c, j, ki, kj) reading
-// plane (c, s + j)) and write each GEMM's result in place into the 5-D output: no window copies, no stack, no
-// per-scale gradient buffers. Scales that share a weight matrix (all but the Ks - 1 top ones) share GEMMs; the input
-// gradient of each output scale's window is one transposed convolution whose rows are added into its input scales
-// (no col2im). Earlier versions composed scale_window + conv2d + stack per scale; apps/bench/bench_scale.cpp times
-// both (scaleconv_fwd_bwd_* vs scaleconv_composed_fwd_bwd_*). scale_window stays for DeformScaleConv, whose
-// per-scale deform_conv2d needs it.
+// Implementation: one autograd op on the kernels of engine/scale_conv_kernel.h: per (sample, output scale), one
+// direct convolution (engine/direct_conv.h) of a zero-padded copy of the scale window, written in place into the
+// 5-D output; the input gradient gathered per input scale, the weight gradient as per-pixel outer products. No
+// im2col and no GEMM: with 16 output channels per scale a GEMM reuses each gathered column only 16 times, and the
+// gathering cost as much as the multiply. Earlier versions composed scale_window + conv2d + stack per scale;
+// apps/bench/bench_scale.cpp times both (scaleconv_fwd_bwd_* vs scaleconv_composed_fwd_bwd_*). scale_window stays
+// for DeformScaleConv, whose per-scale deform_conv2d needs it.
 #pragma once
 #include <memory>
 

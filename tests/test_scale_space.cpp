@@ -261,10 +261,10 @@ TEST_CASE("scale conv: equals the direct-loop reference (interaction, base, kern
 }
 
 TEST_CASE("scale conv: the fast kernels equal the direct loops, forward and every gradient, 1 and 2 threads") {
-  // The fast path reads scale windows straight from the 5-D tensors and tiles runs of (scale, row) pairs; the cases
-  // make tiles start mid-scale (30x40 maps with 8 channels: 20-row tiles over a 60-row run), taps miss every column
-  // (dilation 27 on 9 columns), Ks exceed S, 1x1 and 5x5 kernels, fewer samples than threads (serial samples,
-  // threaded GEMMs) and more (threads over samples, partial weight gradients).
+  // The fast path runs one direct convolution (engine/direct_conv.h) per (sample, scale) job; the cases give rows
+  // of 40, 11, 33, 5, 7 and 6 pixels (whole and partial vector chunks), 2-20 output channels (every register block
+  // size, two vectors of output rows in the weight gradient), taps that miss every column (dilation 27 on 9
+  // columns), Ks exceeding S, 1x1, 3x3 and 5x5 kernels, and fewer jobs than threads as well as more.
   Rng rng(42);
   struct Case {
     int64_t n, cin, cout, S, h, w, ks, k;
@@ -273,7 +273,7 @@ TEST_CASE("scale conv: the fast kernels equal the direct loops, forward and ever
   };
   const Case cases[] = {{3, 8, 5, 3, 30, 40, 2, 3, 2, true}, {1, 2, 3, 4, 9, 11, 2, 3, 3, true},
                         {2, 3, 2, 2, 6, 5, 3, 5, 2, false}, {4, 2, 3, 3, 5, 7, 3, 1, 2, true},
-                        {2, 3, 4, 4, 8, 6, 4, 3, 1, true}};
+                        {2, 3, 4, 4, 8, 6, 4, 3, 1, true}, {2, 5, 20, 3, 12, 33, 2, 3, 2, true}};
   const int saved_threads = num_threads();
   for (int threads : {1, 2}) {
     set_num_threads(threads);

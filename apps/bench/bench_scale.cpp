@@ -7,13 +7,14 @@
 // FLOP count is those 7 terms only, 3 x 2 N Cout H W Cin 9 x 7.
 //
 // scaleconv_composed_fwd_bwd_16_16_28_s4: the same layer as it used to be built, from differentiable pieces
-// (scale_window copy + conv2d per scale, then stack), same FLOP count: what the fused kernel
-// (engine/scale_conv_kernel.h) saves, measured in the same run.
+// (scale_window copy + conv2d per scale, then stack), same FLOP count: what the direct kernels
+// (engine/scale_conv_kernel.h, engine/direct_conv.h) save, measured in the same run.
 //
 // scaleconv_ref_conv_64_64_28: the plain conv of the same total size (issue #3's yardstick): 16 channels x 4 scales
 // in and out, i.e. conv_fwd_bwd_64_64_28 (apps/bench/conv_workload.h) under the scale group's prefix, so that
-// `bench --only scaleconv` prints the layer and its yardstick together. Its GEMMs are 64 rows tall where the
-// layer's are 16 (Cout per scale), so per FLOP it packs and gathers 4x less: the layer is not expected to match it.
+// `bench --only scaleconv` prints the layer and its yardstick together. (Through im2col + sgemm the layer could not
+// match it: its GEMMs would be 16 rows tall (Cout per scale) to the yardstick's 64, so 4x the gathering and packing
+// per FLOP; the direct kernels gather nothing.)
 //
 // scaleconv_ref_conv_<cin>_16_28_d<d>: the four plain conv2d calls one per output scale, timed alone with the same
 // batch: 32 -> 16 channels at dilations 1, 2, 4 and 16 -> 16 at dilation 8, padding = dilation. Their times add up to
