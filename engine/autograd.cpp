@@ -95,11 +95,15 @@ void Tensor::backward(const Tensor& seed) {
          "scope)");
   if (impl()->graph_freed)
     fail("backward: the graph of this tensor was already freed by an earlier backward(); recompute the forward pass");
-  float* g = grad_data();
   const float* s = seed.data();
   const int64_t n = numel();
+  if (!impl()->grad) {  // the usual case: the gradient starts as a copy of the seed (no zero-fill first)
+    impl()->grad = std::make_shared<std::vector<float>>(s, s + n);
+  } else {
+    float* g = grad_data();
 #pragma omp parallel for if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) g[i] += s[i];
+    for (int64_t i = 0; i < n; ++i) g[i] += s[i];
+  }
   if (impl()->grad_fn) run_backward(impl());
 }
 

@@ -256,7 +256,8 @@ void direct_conv_forward(const DirectConvShape& g, const float* in, int64_t I, c
   const int64_t kk = g.kh * g.kw, begin = y0 * g.W, end = y1 * g.W;
   thread_local std::vector<int32_t> column;  // column[p] = p mod W, with a vector chunk of slack
   column.resize(static_cast<size_t>(end + 2 * kLanes));
-  for (int64_t p = begin; p < end + 2 * kLanes; ++p) column[p] = static_cast<int32_t>(p % g.W);
+  for (int64_t p = begin, x = 0; p < end + 2 * kLanes; ++p, x = x + 1 == g.W ? 0 : x + 1)  // no division: cheap
+    column[p] = static_cast<int32_t>(x);
   for (int64_t p0 = begin; p0 < end;) {
     const int nv = vectors_at(end, p0);
     // All row blocks at one chunk before moving on: the kh rows of the I input planes they read stay in L1.

@@ -100,8 +100,8 @@ Json run_rotation_study(const StudyConfig& c) {
         TrainConfig tc;
         tc.epochs = c.rot_epochs;
         tc.batch = c.batch;
-        tc.lr = c.lr;
-        tc.optimizer = c.optimizer;
+        tc.lr = c.rot_lr;
+        tc.optimizer = c.rot_optimizer;
         tc.seed = seed;
         tc.quiet = true;
         if (regime == "rotated")
