@@ -27,7 +27,7 @@
 
 #include <omp.h>
 #include <xmmintrin.h>
-#ifdef __FMA__
+#if defined(__FMA__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -84,8 +84,8 @@ double log_s_plus_eps(double log_s, double eps) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // A vectorised exp. GCC does not auto-vectorise a range-clamped exp under the default -ftrapping-math, so the hot
-// loops run on 8-float vectors (GCC/Clang vector extensions: AVX with -march=native, pairs of SSE registers
-// otherwise) with a scalar tail; fast_exp is one template for both widths.
+// loops run on vectors `fv` (GCC/Clang vector extensions: 16 floats with AVX-512, else 8 — AVX with -march=native,
+// pairs of SSE registers otherwise) with a scalar tail; fast_exp is one template for every width.
 // ---------------------------------------------------------------------------------------------------------------
 
 // Without AVX (e.g. `make sanitize`, no -march=native) GCC warns that returning these by value changes the ABI; they
@@ -114,6 +114,25 @@ inline float float_of(int32_t b) { return bit_cast<float>(b); }
 inline i8 bits_of(const f8& x) { return bit_cast<i8>(x); }
 inline f8 float_of(const i8& b) { return bit_cast<f8>(b); }
 
+// fv: the vector type of the elementwise loops, kVecLanes floats.
+#if defined(__AVX512F__)
+using f16 = float __attribute__((vector_size(64)));
+using i16 = int32_t __attribute__((vector_size(64)));
+template <>
+inline f16 splat<f16>(float v) {
+  f16 r;
+  for (int k = 0; k < 16; ++k) r[k] = v;
+  return r;
+}
+inline i16 bits_of(const f16& x) { return bit_cast<i16>(x); }
+inline f16 float_of(const i16& b) { return bit_cast<f16>(b); }
+using fv = f16;
+constexpr int kVecLanes = 16;
+#else
+using fv = f8;
+constexpr int kVecLanes = 8;
+#endif
+
 template <class F>
 F load(const float* p) {
   F v;
@@ -125,7 +144,8 @@ void store(float* p, const F& v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Calls body(j, Lanes<F>{}) with F = f8 for j = 0, 8, 16, ... and with F = float for the last n % 8 elements;
+// Calls body(j, Lanes<F>{}) with F = fv for j = 0, kVecLanes, 2 kVecLanes, ... and with F = float for the last
+// n % kVecLanes elements;
 // the body reads F as `typename decltype(lanes)::type`.
 template <class F>
 struct Lanes {
@@ -134,7 +154,7 @@ struct Lanes {
 template <class Body>
 void for_lanes(int64_t n, Body body) {
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) body(j, Lanes<f8>{});
+  for (; j + kVecLanes <= n; j += kVecLanes) body(j, Lanes<fv>{});
   for (; j < n; ++j) body(j, Lanes<float>{});
 }
 
@@ -174,21 +194,26 @@ F fast_exp(const F& x) {
   return x < lo ? splat<F>(0.0f) : e * scale;
 }
 
-inline float horizontal_sum(const f8& v) {
+inline float horizontal_sum(const fv& v) {
   float s = 0;
-  for (int k = 0; k < 8; ++k) s += v[k];
+  for (int k = 0; k < kVecLanes; ++k) s += v[k];
   return s;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Panel products. Every product here has one small side (D or the panel width): S[:, J] = A B_J^T has K = D,
 // dA += dS B_J has K = panel width, dB_J^T = A^T dS has D output rows. A register-tiled micro-kernel reads both
-// operands in place (strided), writes each 6 x 16 block once, and needs no packing or C-zeroing pass; with
-// K = 32 those passes cost OpenBLAS about a third of its time.
+// operands in place (strided), writes each kMicroRows x kGroup block once (12 x 32 with AVX-512, 6 x 16 with AVX2),
+// and needs no packing or C-zeroing pass; with K = 32 those passes cost OpenBLAS about a third of its time.
 // ---------------------------------------------------------------------------------------------------------------
 
+#if defined(__AVX512F__)
+constexpr int64_t kGroup = 32;  // columns per micro-tile: two 16-float vectors
+constexpr int kMicroRows = 12;  // 12 x 2 accumulators + 2 operands + 1 broadcast = 27 of AVX-512's 32 registers
+#else
 constexpr int64_t kGroup = 16;  // columns per micro-tile: two 8-float vectors
 constexpr int kMicroRows = 6;   // 6 x 2 accumulators + 2 operands + 1 broadcast = 15 of AVX2's 16 registers
+#endif
 
 int64_t padded(int64_t cols) { return (cols + kGroup - 1) / kGroup * kGroup; }
 
@@ -200,8 +225,31 @@ inline f8 multiply_add(const f8& a, const f8& b, const f8& c) {
 #endif
 }
 
-// C[R, 16] (=, or += with Accumulate) sum_k X(r, k) M(k, 0..16), X(r, k) = x[r * x_row + k * x_k], M's row k at
-// m + k * ldm.
+// C[R, kGroup] (=, or += with Accumulate) sum_k X(r, k) M(k, 0..kGroup), X(r, k) = x[r * x_row + k * x_k], M's row
+// k at m + k * ldm.
+#if defined(__AVX512F__)
+template <int R, bool Accumulate>
+void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm, float* c,
+                int64_t ldc) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = Accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    acc[r][1] = Accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(m + k * ldm), b1 = _mm512_loadu_ps(m + k * ldm + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(x[r * x_row + k * x_k]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(c + r * ldc, acc[r][0]);
+    _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
+  }
+}
+#else
 template <int R, bool Accumulate>
 void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm, float* c,
                 int64_t ldc) {
@@ -223,6 +271,17 @@ void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const flo
     store(c + r * ldc + 8, acc[r][1]);
   }
 }
+#endif
+
+// micro_tile with R = rows (1 .. kMicroRows), R fixed at compile time.
+template <bool Accumulate, int R = kMicroRows>
+void micro_tile_rows(int64_t rows, const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm,
+                     float* c, int64_t ldc) {
+  if constexpr (R > 1) {
+    if (rows < R) return micro_tile_rows<Accumulate, R - 1>(rows, x, x_row, x_k, K, m, ldm, c, ldc);
+  }
+  micro_tile<R, Accumulate>(x, x_row, x_k, K, m, ldm, c, ldc);
+}
 
 // C[rows, padded(cols)] (row stride ldc) = (or +=) X[rows, K] M[K, padded(cols)], strides as in micro_tile.
 // M's columns cols .. padded(cols) must be readable (callers zero-pad them), and C has room for them. A long K
@@ -240,25 +299,8 @@ void panel_product(int64_t rows, int64_t cols, int64_t K, const float* x, int64_
       const int64_t rows_here = std::min<int64_t>(kMicroRows, rows - i);
       for (int64_t g = 0; g < padded(cols); g += kGroup) {
         const float* mg = m + k0 * ldm + g;
-        if (overwrite) {
-          switch (rows_here) {
-            case 6: micro_tile<6, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 5: micro_tile<5, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 4: micro_tile<4, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 3: micro_tile<3, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 2: micro_tile<2, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            default: micro_tile<1, false>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-          }
-        } else {
-          switch (rows_here) {
-            case 6: micro_tile<6, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 5: micro_tile<5, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 4: micro_tile<4, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 3: micro_tile<3, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            case 2: micro_tile<2, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-            default: micro_tile<1, true>(xi, x_row, x_k, kc, mg, ldm, ci + g, ldc); break;
-          }
-        }
+        if (overwrite) micro_tile_rows<false>(rows_here, xi, x_row, x_k, kc, mg, ldm, ci + g, ldc);
+        else micro_tile_rows<true>(rows_here, xi, x_row, x_k, kc, mg, ldm, ci + g, ldc);
       }
     }
   }
@@ -286,27 +328,27 @@ void similarity_panel(const float* x, int64_t PA, int64_t D, const float* y_pane
 
 // Max and sum of exp(x - max) over x[0 .. n), vectorised.
 float row_max(const float* x, int64_t n) {
-  f8 max8 = splat<f8>(-std::numeric_limits<float>::infinity());
+  fv maxv = splat<fv>(-std::numeric_limits<float>::infinity());
   float max1 = -std::numeric_limits<float>::infinity();
   for_lanes(n, [&](int64_t j, auto lanes) {
     using F = typename decltype(lanes)::type;
     const F v = load<F>(x + j);
-    if constexpr (std::is_same_v<F, f8>) max8 = v > max8 ? v : max8;
+    if constexpr (std::is_same_v<F, fv>) maxv = v > maxv ? v : maxv;
     else max1 = v > max1 ? v : max1;
   });
-  for (int k = 0; k < 8; ++k) max1 = std::max(max1, max8[k]);
+  for (int k = 0; k < kVecLanes; ++k) max1 = std::max(max1, maxv[k]);
   return max1;
 }
 float sum_exp(const float* x, int64_t n, float shift) {
-  f8 sum8{};
+  fv sumv{};
   float sum1 = 0;
   for_lanes(n, [&](int64_t j, auto lanes) {
     using F = typename decltype(lanes)::type;
     const F e = fast_exp(load<F>(x + j) - shift);
-    if constexpr (std::is_same_v<F, f8>) sum8 += e;
+    if constexpr (std::is_same_v<F, fv>) sumv += e;
     else sum1 += e;
   });
-  return horizontal_sum(sum8) + sum1;
+  return horizontal_sum(sumv) + sum1;
 }
 
 // A running log-sum-exp: logsumexp = max + log(sum), sum taken relative to max, merged panel by panel.
