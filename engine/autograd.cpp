@@ -72,7 +72,7 @@ static void run_backward(const ImplPtr& root) {
     for (size_t i = 0; i < node->inputs.size(); ++i) {
       TensorImpl* in = node->inputs[i].get();
       if (!in || !in->requires_grad) continue;
-      if (!in->grad) in->grad = std::make_shared<std::vector<float>>(in->data->size(), 0.0f);
+      if (!in->grad) in->grad = make_storage(static_cast<int64_t>(in->data->size()), 0.0f);
       grad_in[i] = in->grad->data();
     }
     if (t->grad) node->backward(t->grad->data(), grad_in);
@@ -98,7 +98,7 @@ void Tensor::backward(const Tensor& seed) {
   const float* s = seed.data();
   const int64_t n = numel();
   if (!impl()->grad) {  // the usual case: the gradient starts as a copy of the seed (no zero-fill first)
-    impl()->grad = std::make_shared<std::vector<float>>(s, s + n);
+    impl()->grad = make_storage(s, n);
   } else {
     float* g = grad_data();
 #pragma omp parallel for if (n > kParallelGrain)

@@ -32,7 +32,6 @@
 
 namespace eq {
 
-using Storage = std::shared_ptr<std::vector<float>>;
 
 namespace {
 
@@ -224,9 +223,10 @@ PadMaps pad_maps(int64_t H, int64_t W, const Conv2dOptions& opt) {
 }
 
 // x [N*C, H, W] -> padded [N*C, Hp, Wp].
-std::vector<float> pad_explicitly(const float* x, int64_t planes, int64_t H, int64_t W, const PadMaps& m) {
+Storage pad_explicitly(const float* x, int64_t planes, int64_t H, int64_t W, const PadMaps& m) {
   const int64_t Hp = static_cast<int64_t>(m.rows.size()), Wp = static_cast<int64_t>(m.cols.size());
-  std::vector<float> out(static_cast<size_t>(planes * Hp * Wp));
+  Storage padded = std::make_shared<FloatBuffer>(static_cast<size_t>(planes * Hp * Wp));  // every element written
+  FloatBuffer& out = *padded;
 #pragma omp parallel for schedule(static) if (planes * Hp * Wp > kParallelGrain)
   for (int64_t p = 0; p < planes; ++p)
     for (int64_t i = 0; i < Hp; ++i) {
@@ -234,7 +234,7 @@ std::vector<float> pad_explicitly(const float* x, int64_t planes, int64_t H, int
       float* dst = out.data() + (p * Hp + i) * Wp;
       for (int64_t j = 0; j < Wp; ++j) dst[j] = src[m.cols[j]];
     }
-  return out;
+  return padded;
 }
 
 // The adjoint of pad_explicitly for one sample: dx [C, H, W] += padded gradient [C, Hp, Wp] folded back.
@@ -377,7 +377,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   Storage input = x.impl()->data;  // what im2col reads: x, or its padded copy
   if (explicit_pad) {
     maps = pad_maps(g.in_H, g.in_W, opt);
-    input = std::make_shared<std::vector<float>>(pad_explicitly(x.data(), g.N * g.Cin, g.in_H, g.in_W, maps));
+    input = pad_explicitly(x.data(), g.N * g.Cin, g.in_H, g.in_W, maps);
   }
 
   Tensor y({g.N, g.Cout, g.Ho, g.Wo});

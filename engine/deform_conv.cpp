@@ -13,7 +13,6 @@ namespace eq {
 
 namespace {
 
-using Storage = std::shared_ptr<std::vector<float>>;
 
 // Every size the kernels need, derived once from validated inputs.
 struct Geometry {

@@ -7,7 +7,6 @@
 
 namespace eq {
 
-using Storage = std::shared_ptr<std::vector<float>>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Broadcasting machinery

@@ -7,7 +7,6 @@
 
 namespace eq {
 
-using Storage = std::shared_ptr<std::vector<float>>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Coordinates: normalised grid value -> pixel coordinate, with padding applied, and its derivative.

@@ -6,6 +6,7 @@
 #endif
 
 #include "engine/autograd.h"
+#include "engine/parallel.h"
 #include "engine/rng.h"
 
 namespace eq {
@@ -28,6 +29,22 @@ struct KeepFreedStorage {
 } const keep_freed_storage;
 
 }  // namespace
+
+Storage make_storage(int64_t n, float fill) {
+  auto s = std::make_shared<FloatBuffer>(static_cast<size_t>(n));
+  float* p = s->data();
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) p[i] = fill;
+  return s;
+}
+
+Storage make_storage(const float* values, int64_t n) {
+  auto s = std::make_shared<FloatBuffer>(static_cast<size_t>(n));
+  float* p = s->data();
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) p[i] = values[i];
+  return s;
+}
 
 std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -52,7 +69,7 @@ int normalize_axis(int axis, const Shape& shape, const char* op) {
 
 Tensor::Tensor(Shape shape, float fill) : impl_(std::make_shared<TensorImpl>()) {
   const int64_t n = shape_numel(shape);
-  impl_->data = std::make_shared<std::vector<float>>(static_cast<size_t>(n), fill);
+  impl_->data = make_storage(n, fill);
   impl_->shape = std::move(shape);
 }
 
@@ -62,7 +79,7 @@ Tensor Tensor::from(Shape shape, std::vector<float> values) {
     fail("Tensor::from: shape ", shape, " holds ", n, " values but ", values.size(), " were given");
   Tensor t;
   t.impl_ = std::make_shared<TensorImpl>();
-  t.impl_->data = std::make_shared<std::vector<float>>(std::move(values));
+  t.impl_->data = make_storage(values.data(), n);
   t.impl_->shape = std::move(shape);
   return t;
 }
@@ -106,7 +123,7 @@ float Tensor::item() const {
   return data()[0];
 }
 
-std::vector<float> Tensor::to_vector() const { return *checked().data; }
+std::vector<float> Tensor::to_vector() const { return {checked().data->begin(), checked().data->end()}; }
 
 float Tensor::at(std::initializer_list<int64_t> index) const {
   const Shape& s = shape();
@@ -141,7 +158,7 @@ Tensor Tensor::grad() const {
 
 float* Tensor::grad_data() {
   checked();
-  if (!impl_->grad) impl_->grad = std::make_shared<std::vector<float>>(impl_->data->size(), 0.0f);
+  if (!impl_->grad) impl_->grad = make_storage(static_cast<int64_t>(impl_->data->size()), 0.0f);
   return impl_->grad->data();
 }
 

@@ -22,11 +22,39 @@ class Rng;
 
 int64_t shape_numel(const Shape& shape);
 
+// Tensor storage: a float vector whose allocator leaves new elements uninitialised, so that a large buffer is
+// filled once, by all threads (make_storage), instead of zeroed by one thread first and written again after.
+template <class T>
+struct UninitialisedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitialisedAllocator<U>;
+  };
+  UninitialisedAllocator() = default;
+  template <class U>
+  UninitialisedAllocator(const UninitialisedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;  // default-initialisation: no value for a float
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using FloatBuffer = std::vector<float, UninitialisedAllocator<float>>;
+using Storage = std::shared_ptr<FloatBuffer>;
+
+// n floats, every one set to fill (in parallel when n is large).
+Storage make_storage(int64_t n, float fill);
+// A copy of values[0 .. n) (in parallel when n is large).
+Storage make_storage(const float* values, int64_t n);
+
 struct TensorImpl {
-  std::shared_ptr<std::vector<float>> data;  // shared between a tensor and its reshape()d views
+  Storage data;  // shared between a tensor and its reshape()d views
   Shape shape;
   bool requires_grad = false;
-  std::shared_ptr<std::vector<float>> grad;  // empty until a backward pass writes to it
+  Storage grad;  // empty until a backward pass writes to it
   std::shared_ptr<Node> grad_fn;             // null for leaves and for tensors made without grad
   bool graph_freed = false;                  // set when backward() released this tensor's tape
 };

@@ -11,7 +11,6 @@
 
 namespace eq {
 
-using Storage = std::shared_ptr<std::vector<float>>;
 
 int scale_dilation(float base, int64_t s, const char* op) {
   check(std::isfinite(base) && base >= 1 && base == std::floor(base), op, ": base must be an integer >= 1 (the ",

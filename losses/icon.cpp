@@ -44,7 +44,6 @@
 namespace eq {
 namespace {
 
-using Storage = std::shared_ptr<std::vector<float>>;
 
 struct IconShape {
   int64_t N, PA, PB, D;

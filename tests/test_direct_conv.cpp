@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <limits>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "engine/direct_conv.h"
@@ -25,6 +27,12 @@ const Case kCases[] = {{5, 7, 3, 3, 1, 2, 3},   {28, 28, 3, 3, 2, 5, 16}, {6, 33
                        {9, 16, 1, 1, 1, 30, 9},  {4, 17, 5, 5, 1, 2, 8},   {3, 40, 7, 7, 2, 1, 5},
                        {7, 9, 9, 9, 1, 2, 4},    {5, 6, 3, 5, 3, 3, 2},    {1, 1, 3, 3, 1, 4, 1},
                        {9, 9, 3, 3, 27, 2, 17}};
+
+std::string describe(const Case& c) {
+  std::ostringstream os;
+  os << c.H << "x" << c.W << ", kernel " << c.kh << "x" << c.kw << ", d " << c.d << ", I " << c.I << ", R " << c.R;
+  return os.str();
+}
 
 std::vector<float> random_values(int64_t n, Rng& rng) {
   std::vector<float> v(static_cast<size_t>(n));
@@ -56,7 +64,7 @@ std::vector<float> padded(const DirectConvShape& g, const std::vector<float>& pl
 TEST_CASE("direct conv: the forward-type kernel equals the naive loop (overwrite + bias, accumulate, row bands)") {
   Rng rng(3);
   for (const Case& c : kCases) {
-    INFO(c.H << "x" << c.W << ", kernel " << c.kh << "x" << c.kw << ", d " << c.d << ", I " << c.I << ", R " << c.R);
+    INFO(describe(c));
     const DirectConvShape g{c.H, c.W, c.kh, c.kw, c.d};
     const int64_t kk = c.kh * c.kw, hw = c.H * c.W;
     const std::vector<float> in = random_values(c.I * hw, rng), w = random_values(c.R * c.I * kk, rng);
@@ -101,7 +109,7 @@ TEST_CASE("direct conv: the forward-type kernel equals the naive loop (overwrite
 TEST_CASE("direct conv: the weight-type kernel equals the naive loop and accumulates across calls") {
   Rng rng(4);
   for (const Case& c : kCases) {
-    INFO(c.H << "x" << c.W << ", kernel " << c.kh << "x" << c.kw << ", d " << c.d << ", I " << c.I << ", R " << c.R);
+    INFO(describe(c));
     const DirectConvShape g{c.H, c.W, c.kh, c.kw, c.d};
     const int64_t kk = c.kh * c.kw, hw = c.H * c.W;
     const std::vector<float> in = random_values(c.I * hw, rng), grad = random_values(c.R * hw, rng);
