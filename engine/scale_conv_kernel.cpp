@@ -3,13 +3,10 @@
 // scale_conv_kernel.h.
 #include "engine/scale_conv_kernel.h"
 
-#include <omp.h>
-
 #include <algorithm>
 
 #include "engine/direct_conv.h"
 #include "engine/error.h"
-#include "engine/parallel.h"
 #include "engine/reduce.h"
 
 namespace eq {
@@ -107,8 +104,9 @@ std::vector<std::vector<float>> input_grad_weights(const ScaleConvShape& g, cons
 void scale_conv_forward(const ScaleConvShape& g, const float* x, const float* w, const float* b, float* y) {
   check_shape(g, "scale_conv_forward");
   const std::vector<std::vector<float>> packed = forward_weights(g, w);
-  // Jobs (n, s) write disjoint planes y[n, :, s].
-#pragma omp parallel for schedule(static)
+  // Jobs (n, s) write disjoint planes y[n, :, s]: any thread may take any job (dynamic: on a shared machine a
+  // static split left one thread waiting at the barrier), and the result does not depend on which did.
+#pragma omp parallel for schedule(dynamic)
   for (int64_t job = 0; job < g.N * g.S; ++job) {
     const int64_t n = job / g.S, s = job % g.S, m = terms(g, s);
     const float* in = padded_window(g, x, n, s, false);
@@ -134,7 +132,7 @@ void scale_conv_backward(const ScaleConvShape& g, const float* x, const float* w
     // Gathered per INPUT scale t, so that jobs (n, t) own the planes dx[n, :, t]: the terms j < Ks with s = t - j
     // >= 0, each a forward-type convolution of dy[n, :, s] (padded for d_s) accumulated into dx[n, :, t].
     const std::vector<std::vector<float>> packed = input_grad_weights(g, w);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)  // as in the forward: jobs own their planes
     for (int64_t job = 0; job < g.N * g.S; ++job) {
       const int64_t n = job / g.S, t = job % g.S;
       float* const* out = channel_planes(g, dx, g.Cin, n, t);
@@ -151,25 +149,26 @@ void scale_conv_backward(const ScaleConvShape& g, const float* x, const float* w
   }
 
   if (!dw) return;
-  // Per-thread accumulators (direct_conv_weight_grad's [Cin*m*kk, padded Cout] layout), one block per term count m
-  // (at offset block*m(m-1)/2), filled by jobs (n, s), then summed in thread order (deterministic for a given thread
-  // count) and gathered into dw.
+  // The jobs (n, s) in `chunks` fixed runs, each with its own accumulators (direct_conv_weight_grad's
+  // [Cin*m*kk, padded Cout] layout, one block per term count m at offset block*m(m-1)/2); threads take runs as they
+  // come, and the runs are summed in run order: the same result for any thread count, and no thread waits for a
+  // slower one holding a fixed share.
   const int64_t rows = direct_conv_padded_rows(g.Cout), block = g.Cin * kk * rows;
-  const int64_t region = block * g.Ks * (g.Ks + 1) / 2, threads = num_threads();
-  std::vector<float> partial(static_cast<size_t>(threads * region), 0.0f);
-#pragma omp parallel for schedule(static)
-  for (int64_t job = 0; job < g.N * g.S; ++job) {
-    const int64_t n = job / g.S, s = job % g.S, m = terms(g, s);
-    const DirectConvShape sh = plane_shape(g, s);
-    const float* in = padded_window(g, x, n, s, true);
-    thread_local std::vector<float> buffer;
-    float* gt = grow(buffer, hw * rows);
-    direct_conv_transpose_grad(sh, channel_planes(g, const_cast<float*>(dy), g.Cout, n, s), g.Cout, gt);
-    direct_conv_weight_grad(sh, in, g.Cin * m, gt, g.Cout, partial.data() + omp_get_thread_num() * region +
-                                                               block * m * (m - 1) / 2);
-  }
-  for (int64_t th = 1; th < threads; ++th)
-    for (int64_t i = 0; i < region; ++i) partial[i] += partial[th * region + i];
+  const int64_t region = block * g.Ks * (g.Ks + 1) / 2, jobs = g.N * g.S, chunks = std::min<int64_t>(jobs, 64);
+  std::vector<float> partial(static_cast<size_t>(chunks * region), 0.0f);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk)
+    for (int64_t job = chunk * jobs / chunks; job < (chunk + 1) * jobs / chunks; ++job) {
+      const int64_t n = job / g.S, s = job % g.S, m = terms(g, s);
+      const DirectConvShape sh = plane_shape(g, s);
+      const float* in = padded_window(g, x, n, s, true);
+      thread_local std::vector<float> buffer;
+      float* gt = grow(buffer, hw * rows);
+      direct_conv_transpose_grad(sh, channel_planes(g, const_cast<float*>(dy), g.Cout, n, s), g.Cout, gt);
+      direct_conv_weight_grad(sh, in, g.Cin * m, gt, g.Cout, partial.data() + chunk * region + block * m * (m - 1) / 2);
+    }
+  for (int64_t chunk = 1; chunk < chunks; ++chunk)
+    for (int64_t i = 0; i < region; ++i) partial[i] += partial[chunk * region + i];
   std::vector<float> window(static_cast<size_t>(g.Cout * g.Cin * g.Ks * kk));
   for (int64_t m = 1; m <= g.Ks; ++m) {
     std::fill(window.begin(), window.end(), 0.0f);  // dw[:, :, :m] as [Cout, Cin*m, kk]

@@ -13,8 +13,8 @@
 //                         (the zero padding of the scale axis is skipped, not multiplied)
 //   dx, job (n, t):       dx[n, :, t] += sum_{j <= t, j < Ks} conv(pad_{d_s}(dy[n, :, s]), flip(w[:, :, j])^T),
 //                         s = t - j (gathered per input scale, so jobs own their planes: no races)
-//   dw, job (n, s):       lane-vector partial sums of dy[n, o, s](y, x) * pad(x)[n, c, s + j](taps), per thread,
-//                         reduced in thread order after the loop (deterministic for a given thread count)
+//   dw, job (n, s):       per-pixel outer products dy[n, :, s](p) x the taps of x[n, :, s .. s+m-1] at p, summed per
+//                         fixed run of jobs and then in run order: bit-identical for any thread count
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -84,6 +84,15 @@ Tensor Tensor::from(Shape shape, std::vector<float> values) {
   return t;
 }
 
+Tensor Tensor::empty(Shape shape) {
+  const int64_t n = shape_numel(shape);
+  Tensor t;
+  t.impl_ = std::make_shared<TensorImpl>();
+  t.impl_->data = std::make_shared<FloatBuffer>(static_cast<size_t>(n));
+  t.impl_->shape = std::move(shape);
+  return t;
+}
+
 Tensor Tensor::randn(Shape shape, Rng& rng, float mean, float std) {
   Tensor t(std::move(shape));
   float* p = t.data();

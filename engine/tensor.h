@@ -68,6 +68,8 @@ class Tensor {
   static Tensor zeros(Shape shape) { return Tensor(std::move(shape), 0.0f); }
   static Tensor ones(Shape shape) { return Tensor(std::move(shape), 1.0f); }
   static Tensor full(Shape shape, float value) { return Tensor(std::move(shape), value); }
+  // Storage left unset: only for op outputs whose kernel writes every element before anything reads it.
+  static Tensor empty(Shape shape);
   static Tensor scalar(float value) { return Tensor(Shape{}, value); }
   static Tensor from(Shape shape, std::vector<float> values);              // checks numel
   static Tensor randn(Shape shape, Rng& rng, float mean = 0, float std = 1);  // normal

@@ -86,7 +86,7 @@ ScaleConvShape scale_conv_shape(const Tensor& x, const Tensor& w, float base, co
 Tensor scale_conv(const Tensor& x, const Tensor& w, const Tensor& b, float base) {
   check_scale_conv(x, w, b, base, "scale_conv");
   const ScaleConvShape g = scale_conv_shape(x, w, base, "scale_conv");
-  Tensor y({g.N, g.Cout, g.S, g.H, g.W});
+  Tensor y = Tensor::empty({g.N, g.Cout, g.S, g.H, g.W});  // the kernel writes every element
   scale_conv_forward(g, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data());
   if (!any_requires_grad({&x, &w, &b})) return y;
   // dx needs only the weight, dw only the input.
