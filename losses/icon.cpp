@@ -118,11 +118,7 @@ inline f8 float_of(const i8& b) { return bit_cast<f8>(b); }
 using f16 = float __attribute__((vector_size(64)));
 using i16 = int32_t __attribute__((vector_size(64)));
 template <>
-inline f16 splat<f16>(float v) {
-  f16 r;
-  for (int k = 0; k < 16; ++k) r[k] = v;
-  return r;
-}
+inline f16 splat<f16>(float v) { return _mm512_set1_ps(v); }  // one broadcast (a lane loop compiles to more)
 inline i16 bits_of(const f16& x) { return bit_cast<i16>(x); }
 inline f16 float_of(const i16& b) { return bit_cast<f16>(b); }
 using fv = f16;
@@ -206,71 +202,52 @@ inline float horizontal_sum(const fv& v) {
 // and needs no packing or C-zeroing pass; with K = 32 those passes cost OpenBLAS about a third of its time.
 // ---------------------------------------------------------------------------------------------------------------
 
+// A micro-tile row is two vectors of the elementwise type fv: 32 columns with AVX-512, 16 otherwise.
+constexpr int64_t kGroup = 2 * kVecLanes;  // columns per micro-tile
 #if defined(__AVX512F__)
-constexpr int64_t kGroup = 32;  // columns per micro-tile: two 16-float vectors
 constexpr int kMicroRows = 12;  // 12 x 2 accumulators + 2 operands + 1 broadcast = 27 of AVX-512's 32 registers
 #else
-constexpr int64_t kGroup = 16;  // columns per micro-tile: two 8-float vectors
 constexpr int kMicroRows = 6;   // 6 x 2 accumulators + 2 operands + 1 broadcast = 15 of AVX2's 16 registers
 #endif
 
 int64_t padded(int64_t cols) { return (cols + kGroup - 1) / kGroup * kGroup; }
 
+// a * b + c as one FMA where the CPU has one (-std=c++17 turns off contraction of a * b + c into an FMA).
+#if defined(__AVX512F__)
+inline f16 multiply_add(const f16& a, const f16& b, const f16& c) { return _mm512_fmadd_ps(a, b, c); }
+#else
 inline f8 multiply_add(const f8& a, const f8& b, const f8& c) {
 #ifdef __FMA__
-  return _mm256_fmadd_ps(a, b, c);  // -std=c++17 turns off contraction of a * b + c into an FMA
+  return _mm256_fmadd_ps(a, b, c);
 #else
   return a * b + c;
 #endif
 }
+#endif
 
 // C[R, kGroup] (=, or += with Accumulate) sum_k X(r, k) M(k, 0..kGroup), X(r, k) = x[r * x_row + k * x_k], M's row
 // k at m + k * ldm.
-#if defined(__AVX512F__)
 template <int R, bool Accumulate>
 void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm, float* c,
                 int64_t ldc) {
-  __m512 acc[R][2];
+  fv acc[R][2];
   for (int r = 0; r < R; ++r) {
-    acc[r][0] = Accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
-    acc[r][1] = Accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+    acc[r][0] = Accumulate ? load<fv>(c + r * ldc) : fv{};
+    acc[r][1] = Accumulate ? load<fv>(c + r * ldc + kVecLanes) : fv{};
   }
   for (int64_t k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(m + k * ldm), b1 = _mm512_loadu_ps(m + k * ldm + 16);
+    const fv b0 = load<fv>(m + k * ldm), b1 = load<fv>(m + k * ldm + kVecLanes);
     for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(x[r * x_row + k * x_k]);
-      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    _mm512_storeu_ps(c + r * ldc, acc[r][0]);
-    _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
-  }
-}
-#else
-template <int R, bool Accumulate>
-void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm, float* c,
-                int64_t ldc) {
-  f8 acc[R][2];
-  for (int r = 0; r < R; ++r) {
-    acc[r][0] = Accumulate ? load<f8>(c + r * ldc) : f8{};
-    acc[r][1] = Accumulate ? load<f8>(c + r * ldc + 8) : f8{};
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    const f8 b0 = load<f8>(m + k * ldm), b1 = load<f8>(m + k * ldm + 8);
-    for (int r = 0; r < R; ++r) {
-      const f8 a = splat<f8>(x[r * x_row + k * x_k]);
+      const fv a = splat<fv>(x[r * x_row + k * x_k]);
       acc[r][0] = multiply_add(a, b0, acc[r][0]);
       acc[r][1] = multiply_add(a, b1, acc[r][1]);
     }
   }
   for (int r = 0; r < R; ++r) {
     store(c + r * ldc, acc[r][0]);
-    store(c + r * ldc + 8, acc[r][1]);
+    store(c + r * ldc + kVecLanes, acc[r][1]);
   }
 }
-#endif
 
 // micro_tile with R = rows (1 .. kMicroRows), R fixed at compile time.
 template <bool Accumulate, int R = kMicroRows>
