@@ -54,7 +54,8 @@ const float* padded_window(const ScaleConvShape& g, const float* x, int64_t n, i
   return out;
 }
 
-// Pointers to the planes (n, c, t) of a [N, C, S, H, W] tensor for c < C, in the thread's buffer.
+// Pointers to the planes (n, c, t) of a [N, C, S, H, W] tensor for c < C, in the thread's buffer (one list per
+// thread at a time: the next call overwrites it).
 float* const* channel_planes(const ScaleConvShape& g, float* base, int64_t C, int64_t n, int64_t t) {
   thread_local std::vector<float*> planes;
   float** out = grow(planes, C);
