@@ -118,7 +118,7 @@ TEST_CASE("icon: blocked equals the dense reference on odd sizes and tilings (va
     int64_t n, pa, pb, d, panel_cols;
   };
   // Panels narrower than P and not dividing it (also not a multiple of the kernel's 16 columns), wider than P,
-  // and PA != PB (row counts not multiples of the kernel's 6 rows).
+  // and PA != PB (row counts not multiples of the kernel's 12 rows or of the 16-row groups of the row statistics).
   const Case cases[] = {{2, 37, 37, 3, 5}, {1, 50, 50, 8, 16}, {2, 37, 50, 8, 7},
                         {1, 50, 37, 3, 32}, {3, 37, 37, 8, 50}, {1, 50, 50, 8, 1}};
   Rng rng(5);
