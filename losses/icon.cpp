@@ -565,15 +565,26 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       for (int64_t i = 0; i < PA; ++i) {
         float *s1i = s1 + i * ld, *s2i = s2 + i * ld, *wi = w + i * ld;
         const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i];
-        for_lanes(bj, [&](int64_t j, auto lanes) {
-          using F = typename decltype(lanes)::type;
-          const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
-          const F wij = fast_exp((log_p + log_q) - li);
-          store(wi + j, wij);
-          store(kappa + j, load<F>(kappa + j) + wij);
-          store(s1i + j, alpha * wij - alpha_rho * fast_exp(log_p));  // dS1 = alpha (w - rho p)
-          store(s2i + j, fast_exp(log_q));                             // q
-        });
+        // w = p q / (s_i + eps): as a product (two exps, not three) unless 1 / (s_i + eps) > e^57, where p q's
+        // flush to zero below 1.2e-38 could cost w more than 1e-13 (such rows, far from a match, take the log
+        // domain).
+        const float inv_s = std::exp(-li);
+        const auto row = [&](auto as_product) {
+          for_lanes(bj, [&](int64_t j, auto lanes) {
+            using F = typename decltype(lanes)::type;
+            const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
+            const F p = fast_exp(log_p), q = fast_exp(log_q);
+            F wij;
+            if constexpr (decltype(as_product)::value) wij = p * q * inv_s;
+            else wij = fast_exp((log_p + log_q) - li);
+            store(wi + j, wij);
+            store(kappa + j, load<F>(kappa + j) + wij);
+            store(s1i + j, alpha * wij - alpha_rho * p);  // dS1 = alpha (w - rho p)
+            store(s2i + j, q);
+          });
+        };
+        if (li > -57.0f) row(std::true_type{});
+        else row(std::false_type{});
       }
       for (int64_t i = 0; i < PA; ++i) {
         float *s2i = s2 + i * ld, *wi = w + i * ld;
