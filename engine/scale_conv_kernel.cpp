@@ -130,21 +130,26 @@ void scale_conv_backward(const ScaleConvShape& g, const float* x, const float* w
   }
 
   if (dx) {
-    // Gathered per INPUT scale t, so that jobs (n, t) own the planes dx[n, :, t]: the terms j < Ks with s = t - j
-    // >= 0, each a forward-type convolution of dy[n, :, s] (padded for d_s) accumulated into dx[n, :, t].
+    // Gathered per INPUT scale t: dx[n, :, t] sums the terms j < Ks with s = t - j >= 0, each a forward-type
+    // convolution of dy[n, :, s] at dilation d_s. Jobs are samples n (a job owns dx[n]), so that each plane
+    // dy[n, o, s] is padded once and read by both input scales it reaches.
     const std::vector<std::vector<float>> packed = input_grad_weights(g, w);
+    std::vector<int64_t> offset(static_cast<size_t>(g.S + 1), 0);  // scale s's padded planes in a job's buffer
+    for (int64_t s = 0; s < g.S; ++s) offset[s + 1] = offset[s] + g.Cout * plane_shape(g, s).flat_plane();
 #pragma omp parallel for schedule(dynamic)  // as in the forward: jobs own their planes
-    for (int64_t job = 0; job < g.N * g.S; ++job) {
-      const int64_t n = job / g.S, t = job % g.S;
-      float* const* out = channel_planes(g, dx, g.Cin, n, t);
-      for (int64_t j = 0; j < g.Ks && j <= t; ++j) {
-        const int64_t s = t - j;
+    for (int64_t n = 0; n < g.N; ++n) {
+      thread_local std::vector<float> buffer;
+      float* padded = grow(buffer, offset[g.S]);
+      for (int64_t s = 0; s < g.S; ++s) {
         const DirectConvShape sh = plane_shape(g, s);
-        thread_local std::vector<float> buffer;
-        float* in = grow(buffer, g.Cout * sh.flat_plane());
         for (int64_t o = 0; o < g.Cout; ++o)
-          direct_conv_pad_flat(sh, dy + ((n * g.Cout + o) * g.S + s) * hw, in + o * sh.flat_plane());
-        direct_conv_forward(sh, in, g.Cout, packed[j].data(), g.Cin, nullptr, out, true, 0, g.H);
+          direct_conv_pad_flat(sh, dy + ((n * g.Cout + o) * g.S + s) * hw, padded + offset[s] + o * sh.flat_plane());
+      }
+      for (int64_t t = 0; t < g.S; ++t) {
+        float* const* out = channel_planes(g, dx, g.Cin, n, t);
+        for (int64_t j = 0; j < g.Ks && j <= t; ++j)
+          direct_conv_forward(plane_shape(g, t - j), padded + offset[t - j], g.Cout, packed[j].data(), g.Cin,
+                              nullptr, out, true, 0, g.H);
       }
     }
   }
