@@ -78,9 +78,9 @@ inline int row_block_at(int64_t R, int64_t r0) {
 // In the flat layout the tap (ki, kj) of pixel p is at p + ki d W + kj d from the plane's start (its margin of pw
 // absorbs the -(kw/2) d); lanes whose column x + (kj - kw/2) d leaves [0, W) are masked to zero.
 template <int RB, int NV, int KW>
-void forward_block(const DirectConvShape& g, const float* in, int64_t I, const float* wb, const float* bias,
-                   float* const* out, bool accumulate, int64_t p0, int64_t end, const int32_t* column) {
-  const int64_t kw = KW ? KW : g.kw, kk = g.kh * kw, plane = g.flat_plane(), row_step = g.d * g.W;
+void forward_block(const DirectConvShape& g, const float* const* in, int64_t I, const float* wb,
+                   const float* bias, float* const* out, bool accumulate, int64_t p0, int64_t end, const int32_t* column) {
+  const int64_t kw = KW ? KW : g.kw, kk = g.kh * kw, row_step = g.d * g.W;
   Mask keep[KW ? KW : kMaxKernelWidth][NV];
   for (int64_t kj = 0; kj < kw; ++kj)
     for (int u = 0; u < NV; ++u) {
@@ -90,7 +90,7 @@ void forward_block(const DirectConvShape& g, const float* in, int64_t I, const f
   vf acc[RB][NV] = {};
   for (int64_t i = 0; i < I; ++i)
     for (int64_t ki = 0; ki < g.kh; ++ki) {
-      const float* row = in + i * plane + p0 + ki * row_step;
+      const float* row = in[i] + p0 + ki * row_step;
       const float* wk = wb + (i * kk + ki * kw) * RB;
 #pragma GCC unroll 7
       for (int64_t kj = 0; kj < kw; ++kj, wk += RB) {
@@ -123,8 +123,8 @@ void forward_block(const DirectConvShape& g, const float* in, int64_t I, const f
 }
 
 template <int NV, int KW>
-void forward_rows(int rb, const DirectConvShape& g, const float* in, int64_t I, const float* wb, const float* bias,
-                  float* const* out, bool accumulate, int64_t p0, int64_t end, const int32_t* column) {
+void forward_rows(int rb, const DirectConvShape& g, const float* const* in, int64_t I, const float* wb,
+                  const float* bias, float* const* out, bool accumulate, int64_t p0, int64_t end, const int32_t* column) {
   switch (rb) {
     case 8: return forward_block<8, NV, KW>(g, in, I, wb, bias, out, accumulate, p0, end, column);
     case 4: return forward_block<4, NV, KW>(g, in, I, wb, bias, out, accumulate, p0, end, column);
@@ -134,7 +134,7 @@ void forward_rows(int rb, const DirectConvShape& g, const float* in, int64_t I, 
 }
 
 template <int KW>
-void forward_any(int nv, int rb, const DirectConvShape& g, const float* in, int64_t I, const float* wb,
+void forward_any(int nv, int rb, const DirectConvShape& g, const float* const* in, int64_t I, const float* wb,
                  const float* bias, float* const* out, bool accumulate, int64_t p0, int64_t end,
                  const int32_t* column) {
   if (nv == 2) forward_rows<2, KW>(rb, g, in, I, wb, bias, out, accumulate, p0, end, column);
@@ -221,6 +221,18 @@ void direct_conv_pad_flat(const DirectConvShape& g, const float* src, float* dst
   std::fill(dst + front + hw, dst + g.flat_plane(), 0.0f);
 }
 
+const float* direct_conv_flat_view(const DirectConvShape& padded_for, const float* plane, const DirectConvShape& g) {
+  check_shape(padded_for, "direct_conv_flat_view");
+  check_shape(g, "direct_conv_flat_view");
+  check(padded_for.H == g.H && padded_for.W == g.W && padded_for.kh == g.kh && padded_for.kw == g.kw &&
+            padded_for.d >= g.d,
+        "direct_conv_flat_view: a plane padded for ", padded_for.H, "x", padded_for.W, ", kernel ", padded_for.kh, "x",
+        padded_for.kw, ", dilation ", padded_for.d, " cannot be read as ", g.H, "x", g.W, ", kernel ", g.kh, "x",
+        g.kw, ", dilation ", g.d, " (need the same plane and kernel and a dilation at least as large)");
+  // Both layouts put pixel (0, 0) pad_w + pad_h W floats from their start.
+  return plane + (padded_for.pad_w() - g.pad_w()) + (padded_for.pad_h() - g.pad_h()) * g.W;
+}
+
 void direct_conv_pad_framed(const DirectConvShape& g, const float* src, float* dst) {
   check_shape(g, "direct_conv_pad_framed");
   const int64_t Wp = g.framed_width(), ph = g.pad_h(), pw = g.pad_w();
@@ -246,7 +258,7 @@ void direct_conv_pack_weight(const DirectConvShape& g, int64_t R, int64_t I, con
   }
 }
 
-void direct_conv_forward(const DirectConvShape& g, const float* in, int64_t I, const float* packed, int64_t R,
+void direct_conv_forward(const DirectConvShape& g, const float* const* in, int64_t I, const float* packed, int64_t R,
                          const float* bias, float* const* out, bool accumulate, int64_t y0, int64_t y1) {
   check_shape(g, "direct_conv_forward");
   check(I > 0 && R > 0 && 0 <= y0 && y0 <= y1 && y1 <= g.H, "direct_conv_forward: ", I, " input planes, ", R,

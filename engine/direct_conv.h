@@ -48,10 +48,16 @@ void direct_conv_pad_framed(const DirectConvShape& g, const float* src, float* d
 // packed holds R*I*kh*kw floats.
 void direct_conv_pack_weight(const DirectConvShape& g, int64_t R, int64_t I, const float* w, float* packed);
 
-// The forward-type kernel for output rows y0 .. y1-1 of every plane: in = I flat planes, one after another;
-// packed from direct_conv_pack_weight; out[r] = output plane r [H, W]; bias (R) may be null. accumulate: out +=
-// (bias ignored), else out = bias + sum. Runs on the calling thread.
-void direct_conv_forward(const DirectConvShape& g, const float* in, int64_t I, const float* packed, int64_t R,
+// A plane padded in the flat layout of `padded_for` (same plane and kernel, dilation >= g.d) read as g's flat layout:
+// the pointer to pass for it. One padded copy then serves every smaller dilation (its extra zero rows and margin are
+// never read past).
+const float* direct_conv_flat_view(const DirectConvShape& padded_for, const float* plane, const DirectConvShape& g);
+
+// The forward-type kernel for output rows y0 .. y1-1 of every plane: in[i] = input plane i in g's flat layout (a
+// plane from direct_conv_pad_flat, or a direct_conv_flat_view of one), i < I; packed from direct_conv_pack_weight;
+// out[r] = output plane r [H, W]; bias (R) may be null. accumulate: out += (bias ignored), else out = bias + sum.
+// Runs on the calling thread.
+void direct_conv_forward(const DirectConvShape& g, const float* const* in, int64_t I, const float* packed, int64_t R,
                          const float* bias, float* const* out, bool accumulate, int64_t y0, int64_t y1);
 
 // The weight-type kernel reads I framed planes (in, one after another) and the output gradient transposed, gt [H*W, padded_rows(R)] (pixel-major, rows padded

@@ -4,6 +4,8 @@
 #include "engine/scale_conv_kernel.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "engine/direct_conv.h"
 #include "engine/error.h"
@@ -37,22 +39,44 @@ DirectConvShape plane_shape(const ScaleConvShape& g, int64_t s) { return {g.H, g
 // is zero padding, skipped rather than multiplied).
 int64_t terms(const ScaleConvShape& g, int64_t s) { return std::min(g.Ks, g.S - s); }
 
-// The planes (c, j) of x[n, :, s .. s+m-1], zero-padded for dilation d_s, one after another: the input of output
-// scale s (rows (c, j) match the weight's [Cout, Cin, m, kh, kw]), in the flat layout (forward) or the framed one
-// (weight gradient). Returns the thread's buffer.
-const float* padded_window(const ScaleConvShape& g, const float* x, int64_t n, int64_t s, bool framed) {
+// The planes (c, j) of x[n, :, s .. s+m-1] in the framed layout for dilation d_s, one after another: the input of
+// output scale s for the weight-type kernel (rows (c, j) match the weight's [Cout, Cin, m, kh, kw]). Returns the
+// thread's buffer.
+const float* framed_window(const ScaleConvShape& g, const float* x, int64_t n, int64_t s) {
   thread_local std::vector<float> buffer;
   const DirectConvShape sh = plane_shape(g, s);
-  const int64_t m = terms(g, s), plane = framed ? sh.framed_plane() : sh.flat_plane(), hw = g.H * g.W;
+  const int64_t m = terms(g, s), plane = sh.framed_plane(), hw = g.H * g.W;
   float* out = grow(buffer, g.Cin * m * plane);
   for (int64_t c = 0; c < g.Cin; ++c)
-    for (int64_t j = 0; j < m; ++j) {
-      const float* src = x + ((n * g.Cin + c) * g.S + s + j) * hw;
-      if (framed) direct_conv_pad_framed(sh, src, out + (c * m + j) * plane);
-      else direct_conv_pad_flat(sh, src, out + (c * m + j) * plane);
-    }
+    for (int64_t j = 0; j < m; ++j)
+      direct_conv_pad_framed(sh, x + ((n * g.Cin + c) * g.S + s + j) * hw, out + (c * m + j) * plane);
   return out;
 }
+
+// Flat padded copies of every plane of one sample of a [N, C, S, H, W] tensor, each padded once, for the largest
+// dilation that reads it (scale t's planes for pad_for[t]): plane (c, t) at offset[t] + c * flat_plane(pad_for[t]).
+struct FlatSample {
+  std::vector<DirectConvShape> pad_for;  // [S]
+  std::vector<int64_t> offset;           // [S + 1]
+  FlatSample(int64_t C, std::vector<DirectConvShape> shapes) : pad_for(std::move(shapes)) {
+    offset.assign(pad_for.size() + 1, 0);
+    for (size_t t = 0; t < pad_for.size(); ++t) offset[t + 1] = offset[t] + C * pad_for[t].flat_plane();
+  }
+  // Pads sample n of `src` (C channels) into the thread's buffer and returns it.
+  float* pad(const ScaleConvShape& g, const float* src, int64_t C, int64_t n) const {
+    thread_local std::vector<float> buffer;
+    float* out = grow(buffer, offset.back());
+    for (int64_t t = 0; t < g.S; ++t)
+      for (int64_t c = 0; c < C; ++c)
+        direct_conv_pad_flat(pad_for[t], src + ((n * C + c) * g.S + t) * g.H * g.W,
+                             out + offset[t] + c * pad_for[t].flat_plane());
+    return out;
+  }
+  // Plane (c, t) of a padded sample, read as the flat layout of `as` (dilation <= pad_for[t]'s).
+  const float* plane(const float* padded, int64_t c, int64_t t, const DirectConvShape& as) const {
+    return direct_conv_flat_view(pad_for[t], padded + offset[t] + c * pad_for[t].flat_plane(), as);
+  }
+};
 
 // Pointers to the planes (n, c, t) of a [N, C, S, H, W] tensor for c < C, in the thread's buffer (one list per
 // thread at a time: the next call overwrites it).
@@ -105,14 +129,29 @@ std::vector<std::vector<float>> input_grad_weights(const ScaleConvShape& g, cons
 void scale_conv_forward(const ScaleConvShape& g, const float* x, const float* w, const float* b, float* y) {
   check_shape(g, "scale_conv_forward");
   const std::vector<std::vector<float>> packed = forward_weights(g, w);
-  // Jobs (n, s) write disjoint planes y[n, :, s]: any thread may take any job (dynamic: on a shared machine a
-  // static split left one thread waiting at the barrier), and the result does not depend on which did.
+  // Input scale t is read by the output scales s = t - j (j < Ks) at dilation d_s: padded once, for the largest.
+  std::vector<DirectConvShape> pad_for;
+  for (int64_t t = 0; t < g.S; ++t) {
+    DirectConvShape sh = plane_shape(g, t);
+    for (int64_t s = std::max<int64_t>(0, t - g.Ks + 1); s <= t; ++s) sh.d = std::max(sh.d, g.dilation[s]);
+    pad_for.push_back(sh);
+  }
+  const FlatSample layout(g.Cin, pad_for);
+  // Jobs are samples n (a job owns y[n]; dynamic: on a shared machine a static split left one thread waiting at the
+  // barrier, and the result does not depend on which thread took a job).
 #pragma omp parallel for schedule(dynamic)
-  for (int64_t job = 0; job < g.N * g.S; ++job) {
-    const int64_t n = job / g.S, s = job % g.S, m = terms(g, s);
-    const float* in = padded_window(g, x, n, s, false);
-    direct_conv_forward(plane_shape(g, s), in, g.Cin * m, packed[m].data(), g.Cout, b,
-                        channel_planes(g, y, g.Cout, n, s), false, 0, g.H);
+  for (int64_t n = 0; n < g.N; ++n) {
+    const float* padded = layout.pad(g, x, g.Cin, n);
+    thread_local std::vector<const float*> in;
+    for (int64_t s = 0; s < g.S; ++s) {
+      const DirectConvShape sh = plane_shape(g, s);
+      const int64_t m = terms(g, s);
+      in.clear();
+      for (int64_t c = 0; c < g.Cin; ++c)  // rows (c, j) of the packed [Cout, Cin*m, kh, kw] weights
+        for (int64_t j = 0; j < m; ++j) in.push_back(layout.plane(padded, c, s + j, sh));
+      direct_conv_forward(sh, in.data(), g.Cin * m, packed[m].data(), g.Cout, b, channel_planes(g, y, g.Cout, n, s),
+                          false, 0, g.H);
+    }
   }
 }
 
@@ -134,22 +173,21 @@ void scale_conv_backward(const ScaleConvShape& g, const float* x, const float* w
     // convolution of dy[n, :, s] at dilation d_s. Jobs are samples n (a job owns dx[n]), so that each plane
     // dy[n, o, s] is padded once and read by both input scales it reaches.
     const std::vector<std::vector<float>> packed = input_grad_weights(g, w);
-    std::vector<int64_t> offset(static_cast<size_t>(g.S + 1), 0);  // scale s's padded planes in a job's buffer
-    for (int64_t s = 0; s < g.S; ++s) offset[s + 1] = offset[s] + g.Cout * plane_shape(g, s).flat_plane();
+    std::vector<DirectConvShape> pad_for;
+    for (int64_t s = 0; s < g.S; ++s) pad_for.push_back(plane_shape(g, s));
+    const FlatSample layout(g.Cout, pad_for);
 #pragma omp parallel for schedule(dynamic)  // as in the forward: jobs own their planes
     for (int64_t n = 0; n < g.N; ++n) {
-      thread_local std::vector<float> buffer;
-      float* padded = grow(buffer, offset[g.S]);
-      for (int64_t s = 0; s < g.S; ++s) {
-        const DirectConvShape sh = plane_shape(g, s);
-        for (int64_t o = 0; o < g.Cout; ++o)
-          direct_conv_pad_flat(sh, dy + ((n * g.Cout + o) * g.S + s) * hw, padded + offset[s] + o * sh.flat_plane());
-      }
+      const float* padded = layout.pad(g, dy, g.Cout, n);
+      thread_local std::vector<const float*> in;
       for (int64_t t = 0; t < g.S; ++t) {
         float* const* out = channel_planes(g, dx, g.Cin, n, t);
-        for (int64_t j = 0; j < g.Ks && j <= t; ++j)
-          direct_conv_forward(plane_shape(g, t - j), padded + offset[t - j], g.Cout, packed[j].data(), g.Cin,
-                              nullptr, out, true, 0, g.H);
+        for (int64_t j = 0; j < g.Ks && j <= t; ++j) {
+          const DirectConvShape sh = plane_shape(g, t - j);
+          in.clear();
+          for (int64_t o = 0; o < g.Cout; ++o) in.push_back(layout.plane(padded, o, t - j, sh));
+          direct_conv_forward(sh, in.data(), g.Cout, packed[j].data(), g.Cin, nullptr, out, true, 0, g.H);
+        }
       }
     }
   }
@@ -167,7 +205,7 @@ void scale_conv_backward(const ScaleConvShape& g, const float* x, const float* w
     for (int64_t job = chunk * jobs / chunks; job < (chunk + 1) * jobs / chunks; ++job) {
       const int64_t n = job / g.S, s = job % g.S, m = terms(g, s);
       const DirectConvShape sh = plane_shape(g, s);
-      const float* in = padded_window(g, x, n, s, true);
+      const float* in = framed_window(g, x, n, s);
       thread_local std::vector<float> buffer;
       float* gt = grow(buffer, hw * rows);
       direct_conv_transpose_grad(sh, channel_planes(g, const_cast<float*>(dy), g.Cout, n, s), g.Cout, gt);

@@ -6,15 +6,19 @@
 //   y[n, o, s] = b[o] + sum_{j < min(Ks, S - s)} sum_c conv2d(x[n, c, s + j], w[o, c, j], dilation d_s,
 //                                                             zero padding d_s (k/2))
 //
-// Fast path: jobs (sample n, scale), spread over the threads; each is one direct convolution (engine/direct_conv.h:
-// registers hold blocks of output channels x pixels, the input is read in place from a zero-padded copy, no im2col
-// and no GEMM, which for 16 output channels per scale spent as long copying columns as multiplying):
-//   forward, job (n, s):  y[n, :, s] = b + conv(pad_{d_s}(x[n, :, s .. s+m-1]), w[:, :, :m]), m = min(Ks, S - s)
-//                         (the zero padding of the scale axis is skipped, not multiplied)
-//   dx, job (n, t):       dx[n, :, t] += sum_{j <= t, j < Ks} conv(pad_{d_s}(dy[n, :, s]), flip(w[:, :, j])^T),
-//                         s = t - j (gathered per input scale, so jobs own their planes: no races)
+// Fast path: direct convolutions (engine/direct_conv.h: registers hold blocks of output channels x pixels, the input
+// is read in place from a zero-padded copy, no im2col and no GEMM, which for 16 output channels per scale spent as
+// long copying columns as multiplying), in jobs spread over the threads:
+//   forward, job n:       every plane x[n, c, t] padded once (for the largest dilation that reads it), then per
+//                         output scale s: y[n, :, s] = b + conv(x[n, :, s .. s+m-1], w[:, :, :m]) at dilation d_s,
+//                         m = min(Ks, S - s) (the zero padding of the scale axis is skipped, not multiplied)
+//   dx, job n:            every plane dy[n, o, s] padded once, then per input scale t:
+//                         dx[n, :, t] += sum_{j <= t, j < Ks} conv(dy[n, :, s], flip(w[:, :, j])^T) at d_s, s = t - j
+//                         (gathered per input scale: a job owns its planes, no races)
 //   dw, job (n, s):       per-pixel outer products dy[n, :, s](p) x the taps of x[n, :, s .. s+m-1] at p, summed per
 //                         fixed run of jobs and then in run order: bit-identical for any thread count
+// Jobs per sample keep a sample's padded planes in cache and pad each once; a batch smaller than the thread count
+// leaves threads idle in the forward and dx (the scale study runs batches of 32 to 256).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -2,7 +2,7 @@
 // forward-type kernel (overwrite with bias, accumulate, a band of rows) and the weight-type kernel, for planes whose
 // pixel count fills whole vector chunks and that leave partial ones, every register block of output rows, kernels
 // 1x1 to 9x9 (7 and 9 wide take the run-time-width forward path, 9 wide the tap-per-row weight path), dilations that
-// push taps off the plane; and the errors.
+// push taps off the plane, planes padded for a larger dilation read through direct_conv_flat_view; and the errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -86,19 +86,28 @@ TEST_CASE("direct conv: the forward-type kernel equals the naive loop (overwrite
         }
     std::vector<float> packed(w.size());
     direct_conv_pack_weight(g, c.R, c.I, w.data(), packed.data());
-    const std::vector<float> in_padded = padded(g, in, c.I, false);
-    for (int mode = 0; mode < 3; ++mode) {  // 0: out = bias + conv; 1: out += conv; 2: as 0, in two bands of rows
+    // The input planes as padded for g, and as padded for a larger dilation and viewed as g's layout.
+    const DirectConvShape wider{c.H, c.W, c.kh, c.kw, 2 * c.d + 1};
+    const std::vector<float> in_padded = padded(g, in, c.I, false), in_wider = padded(wider, in, c.I, false);
+    std::vector<const float*> own, views;
+    for (int64_t i = 0; i < c.I; ++i) {
+      own.push_back(in_padded.data() + i * g.flat_plane());
+      views.push_back(direct_conv_flat_view(wider, in_wider.data() + i * wider.flat_plane(), g));
+    }
+    // 0: out = bias + conv; 1: out += conv; 2: as 0, in two bands of rows; 3: as 0, reading the views
+    for (int mode = 0; mode < 4; ++mode) {
       INFO("mode " << mode);
       std::vector<float> out = mode == 1 ? start : std::vector<float>(start.size(), 123.0f);
       std::vector<float*> planes;
       for (int64_t r = 0; r < c.R; ++r) planes.push_back(out.data() + r * hw);
+      const float* const* from = mode == 3 ? views.data() : own.data();
       if (mode == 2) {
         const int64_t mid = c.H / 2;
-        direct_conv_forward(g, in_padded.data(), c.I, packed.data(), c.R, bias.data(), planes.data(), false, mid, c.H);
-        direct_conv_forward(g, in_padded.data(), c.I, packed.data(), c.R, bias.data(), planes.data(), false, 0, mid);
+        direct_conv_forward(g, from, c.I, packed.data(), c.R, bias.data(), planes.data(), false, mid, c.H);
+        direct_conv_forward(g, from, c.I, packed.data(), c.R, bias.data(), planes.data(), false, 0, mid);
       } else {
-        direct_conv_forward(g, in_padded.data(), c.I, packed.data(), c.R, mode == 0 ? bias.data() : nullptr,
-                            planes.data(), mode == 1, 0, c.H);
+        direct_conv_forward(g, from, c.I, packed.data(), c.R, mode == 1 ? nullptr : bias.data(), planes.data(),
+                            mode == 1, 0, c.H);
       }
       float worst = 0;
       for (int64_t k = 0; k < c.R * hw; ++k) {
@@ -149,19 +158,24 @@ TEST_CASE("direct conv: bad sizes are refused with the kernel's name") {
   const std::vector<float> buffer(4096, 0.0f);
   std::vector<float> out(4096);
   float* plane = out.data();
+  const float* in = buffer.data();
   CHECK_THROWS_NAMING(direct_conv_pad_flat({4, 4, 2, 3, 1}, buffer.data(), out.data()), "direct_conv_pad_flat",
                       "2x3", "odd");
   CHECK_THROWS_NAMING(direct_conv_pad_framed({4, 0, 3, 3, 1}, buffer.data(), out.data()), "direct_conv_pad_framed",
                       "4x0");
-  CHECK_THROWS_NAMING(direct_conv_forward({4, 40, 3, 33, 1}, buffer.data(), 1, buffer.data(), 1, nullptr, &plane,
+  CHECK_THROWS_NAMING(direct_conv_forward({4, 40, 3, 33, 1}, &in, 1, buffer.data(), 1, nullptr, &plane,
                                           false, 0, 4),
                       "direct_conv_forward", "kernel width 33");
-  CHECK_THROWS_NAMING(direct_conv_forward({4, 4, 3, 3, 0}, buffer.data(), 1, buffer.data(), 1, nullptr, &plane,
+  CHECK_THROWS_NAMING(direct_conv_forward({4, 4, 3, 3, 0}, &in, 1, buffer.data(), 1, nullptr, &plane,
                                           false, 0, 4),
                       "direct_conv_forward", "dilation 0");
-  CHECK_THROWS_NAMING(direct_conv_forward({4, 4, 3, 3, 1}, buffer.data(), 1, buffer.data(), 1, nullptr, &plane,
+  CHECK_THROWS_NAMING(direct_conv_forward({4, 4, 3, 3, 1}, &in, 1, buffer.data(), 1, nullptr, &plane,
                                           false, 2, 5),
                       "direct_conv_forward", "rows [2, 5) of 4");
   CHECK_THROWS_NAMING(direct_conv_weight_grad({4, 4, 3, 3, 1}, buffer.data(), 0, buffer.data(), 1, out.data()),
                       "direct_conv_weight_grad", "0 input planes");
+  CHECK_THROWS_NAMING(direct_conv_flat_view({4, 4, 3, 3, 1}, in, {4, 4, 3, 3, 2}), "direct_conv_flat_view",
+                      "dilation 1 cannot be read as", "dilation 2");
+  CHECK_THROWS_NAMING(direct_conv_flat_view({4, 4, 3, 3, 2}, in, {4, 5, 3, 3, 1}), "direct_conv_flat_view", "4x4",
+                      "4x5");
 }
