@@ -38,6 +38,17 @@ void record(Tensor& out, const char* op, std::vector<Tensor> inputs, BackwardFn 
   out.impl()->grad_fn = std::move(node);
 }
 
+void record_view(Tensor& out, const char* op, const Tensor& x) {
+  if (!any_requires_grad({&x})) return;
+  const int64_t n = x.numel();
+  record(out, op, {x}, [n](const float* g, const std::vector<float*>& gin) {
+    float* gx = gin[0];
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) gx[i] += g[i];
+  });
+  out.impl()->grad_fn->gradient_is_input_gradient = true;
+}
+
 // Depth-first post-order of the tensors that have a grad_fn, found without recursion (graphs of deep nets or
 // long loops would overflow the call stack). Reversed, it runs every node after all of its consumers.
 // The order holds owning pointers: freeing a node may drop the last other reference to an intermediate that is
@@ -68,6 +79,12 @@ static void run_backward(const ImplPtr& root) {
   for (ImplPtr& t : order) {
     std::shared_ptr<Node> node = std::move(t->grad_fn);  // frees the tape entry when this iteration ends
     t->graph_freed = true;
+    TensorImpl* first = node->inputs.empty() ? nullptr : node->inputs[0].get();
+    if (node->gradient_is_input_gradient && t->grad && first && first->requires_grad && !first->grad) {
+      first->grad = std::move(t->grad);  // a view's gradient is its input's: handed over, not copied
+      t.reset();
+      continue;
+    }
     std::vector<float*> grad_in(node->inputs.size(), nullptr);
     for (size_t i = 0; i < node->inputs.size(); ++i) {
       TensorImpl* in = node->inputs[i].get();

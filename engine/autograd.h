@@ -29,6 +29,10 @@ struct Node {
   const char* op;                                   // for error messages: "conv2d", "matmul", ...
   std::vector<std::shared_ptr<TensorImpl>> inputs;  // graph edges
   BackwardFn backward;
+  // A view (reshape, flatten, squeeze...): the output's gradient, element for element, is input 0's. When input 0
+  // has no gradient yet, backward hands it the output's gradient buffer instead of zero-filling one and adding
+  // (two passes over the tensor); `backward` still runs when it already has one (fan-out).
+  bool gradient_is_input_gradient = false;
 };
 
 // Is gradient recording on in this thread? Off inside a NoGrad scope.
@@ -53,5 +57,8 @@ bool any_requires_grad(const std::vector<Tensor>& inputs);
 
 // Attaches a tape node to `out` (which must be freshly made by the op). A no-op when no input requires grad.
 void record(Tensor& out, const char* op, std::vector<Tensor> inputs, BackwardFn backward);
+// The same for a view of x with x's elements in x's order (out.numel() == x.numel()): backward passes the gradient
+// through (Node::gradient_is_input_gradient).
+void record_view(Tensor& out, const char* op, const Tensor& x);
 
 }  // namespace eq

@@ -68,7 +68,8 @@ int64_t pad_source_index(int64_t i, int64_t size, PadMode mode) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// reshape and its relatives: a new shape over the same storage. Backward copies the gradient (same layout).
+// reshape and its relatives: a new shape over the same storage. The gradient is the output's, element for element
+// (record_view hands it over).
 // ---------------------------------------------------------------------------------------------------------------
 
 namespace {
@@ -78,13 +79,7 @@ Tensor view_as_shape(const Tensor& x, Shape shape, const char* op) {
   impl->data = x.impl()->data;
   impl->shape = std::move(shape);
   Tensor out(impl);
-  if (!any_requires_grad({&x})) return out;
-  const int64_t n = x.numel();
-  record(out, op, {x}, [n](const float* g, const std::vector<float*>& gin) {
-    float* gx = gin[0];
-#pragma omp parallel for if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) gx[i] += g[i];
-  });
+  record_view(out, op, x);
   return out;
 }
 
