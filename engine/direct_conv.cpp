@@ -78,8 +78,8 @@ inline int row_block_at(int64_t R, int64_t r0) {
 // In the flat layout the tap (ki, kj) of pixel p is at p + ki d W + kj d from the plane's start (its margin of pw
 // absorbs the -(kw/2) d); lanes whose column x + (kj - kw/2) d leaves [0, W) are masked to zero.
 template <int RB, int NV, int KW>
-void forward_block(const DirectConvShape& g, const float* const* in, int64_t I, const float* wb,
-                   const float* bias, float* const* out, bool accumulate, int64_t p0, int64_t end, const int32_t* column) {
+void forward_block(const DirectConvShape& g, const float* const* in, int64_t I, const float* wb, const float* bias,
+                   float* const* out, bool accumulate, int64_t p0, int64_t end, const int32_t* column) {
   const int64_t kw = KW ? KW : g.kw, kk = g.kh * kw, row_step = g.d * g.W;
   Mask keep[KW ? KW : kMaxKernelWidth][NV];
   for (int64_t kj = 0; kj < kw; ++kj)
@@ -124,7 +124,8 @@ void forward_block(const DirectConvShape& g, const float* const* in, int64_t I, 
 
 template <int NV, int KW>
 void forward_rows(int rb, const DirectConvShape& g, const float* const* in, int64_t I, const float* wb,
-                  const float* bias, float* const* out, bool accumulate, int64_t p0, int64_t end, const int32_t* column) {
+                  const float* bias, float* const* out, bool accumulate, int64_t p0, int64_t end,
+                  const int32_t* column) {
   switch (rb) {
     case 8: return forward_block<8, NV, KW>(g, in, I, wb, bias, out, accumulate, p0, end, column);
     case 4: return forward_block<4, NV, KW>(g, in, I, wb, bias, out, accumulate, p0, end, column);

@@ -337,14 +337,16 @@ fv reduce_rows(fv v[kVecLanes], Op op) {
                                         {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
                                         {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};
 #else
-  static constexpr int kMasks[3][8] = {{0, 1, 2, 3, 8, 9, 10, 11}, {0, 1, 8, 9, 4, 5, 12, 13}, {0, 8, 2, 10, 4, 12, 6, 14}};
+  static constexpr int kMasks[3][8] = {
+      {0, 1, 2, 3, 8, 9, 10, 11}, {0, 1, 8, 9, 4, 5, 12, 13}, {0, 8, 2, 10, 4, 12, 6, 14}};
 #endif
   int step = 0;
   for (int h = kVecLanes / 2; h >= 1; h /= 2, ++step) {
     iv lo, hi;
     std::memcpy(&lo, kMasks[step], sizeof lo);
     hi = lo + h;
-    for (int r = 0; r < h; ++r) v[r] = op(__builtin_shuffle(v[r], v[r + h], lo), __builtin_shuffle(v[r], v[r + h], hi));
+    for (int r = 0; r < h; ++r)
+      v[r] = op(__builtin_shuffle(v[r], v[r + h], lo), __builtin_shuffle(v[r], v[r + h], hi));
   }
   return v[0];
 }
@@ -455,8 +457,8 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
       const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
       similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, s2, ld);
-      // Column logsumexp of the S2 panel, row by row so that memory is read in order (on whole 8-lane groups:
-      // the padding columns hold 0).
+      // Column logsumexp of the S2 panel, row by row so that memory is read in order (on whole vectors: the
+      // padding columns hold 0).
       const int64_t lanes_cols = padded(bj);
       std::fill(col_max, col_max + ld, -std::numeric_limits<float>::infinity());
       std::fill(col_sum, col_sum + ld, 0.0f);
@@ -560,8 +562,7 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
         // w = p q / (s_i + eps): as a product (two exps, not three) unless 1 / (s_i + eps) > e^57, where p q's
         // flush to zero below 1.2e-38 could cost w more than 1e-13 (such rows, far from a match, take the log
         // domain).
-        const float inv_s = std::exp(-li);
-        const auto row = [&](auto as_product) {
+        const auto row = [&](auto as_product, float inv_s) {
           for_lanes(bj, [&](int64_t j, auto lanes) {
             using F = typename decltype(lanes)::type;
             const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
@@ -575,8 +576,8 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
             store(s2i + j, q);
           });
         };
-        if (li > -57.0f) row(std::true_type{});
-        else row(std::false_type{});
+        if (li > -57.0f) row(std::true_type{}, std::exp(-li));
+        else row(std::false_type{}, 0.0f);
       }
       for (int64_t i = 0; i < PA; ++i) {
         float *s2i = s2 + i * ld, *wi = w + i * ld;
