@@ -414,6 +414,34 @@ void add_row_stats(const float* s1, float* s2, const float* c, int64_t ld, int64
   store_rows(tl, rows, t_max, t_sum);
 }
 
+// Column maxima and sums of exp(x - max) over the `rows` rows of a panel (stride ld), columns [0, cols) with cols a
+// multiple of kVecLanes. NV vectors of columns at a time, their maxima and sums in registers while the rows stream
+// past in memory order (accumulators kept in memory instead make a load-op-store chain per row: twice the time).
+template <int NV>
+void column_block(const float* s, int64_t rows, int64_t ld, float* col_max, float* col_sum) {
+  fv m[NV], e[NV];
+  for (int u = 0; u < NV; ++u) {
+    m[u] = splat<fv>(-std::numeric_limits<float>::infinity());
+    e[u] = fv{};
+  }
+  for (int64_t i = 0; i < rows; ++i)
+    for (int u = 0; u < NV; ++u) m[u] = max_of(m[u], load<fv>(s + i * ld + u * kVecLanes));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int u = 0; u < NV; ++u) e[u] += fast_exp(load<fv>(s + i * ld + u * kVecLanes) - m[u]);
+  for (int u = 0; u < NV; ++u) {
+    store(col_max + u * kVecLanes, m[u]);
+    store(col_sum + u * kVecLanes, e[u]);
+  }
+}
+void column_max_and_sum(const float* s, int64_t rows, int64_t ld, int64_t cols, float* col_max, float* col_sum) {
+  for (int64_t j = 0; j < cols;) {
+    const int64_t left = (cols - j) / kVecLanes;
+    if (left >= 4) column_block<4>(s + j, rows, ld, col_max + j, col_sum + j), j += 4 * kVecLanes;
+    else if (left >= 2) column_block<2>(s + j, rows, ld, col_max + j, col_sum + j), j += 2 * kVecLanes;
+    else column_block<1>(s + j, rows, ld, col_max + j, col_sum + j), j += kVecLanes;
+  }
+}
+
 // What the backward pass needs from the forward one: O(N * P) row and column statistics.
 struct IconStats {
   std::vector<float> r, c;  // [N, PA] row log-normalisers of S1, [N, PB] column log-normalisers of S2
@@ -457,22 +485,7 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
       const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
       similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, s2, ld);
-      // Column logsumexp of the S2 panel, row by row so that memory is read in order (on whole vectors: the
-      // padding columns hold 0).
-      const int64_t lanes_cols = padded(bj);
-      std::fill(col_max, col_max + ld, -std::numeric_limits<float>::infinity());
-      std::fill(col_sum, col_sum + ld, 0.0f);
-      for (int64_t i = 0; i < PA; ++i)
-        for_lanes(lanes_cols, [&](int64_t j, auto lanes) {
-          using F = typename decltype(lanes)::type;
-          const F v = load<F>(s2 + i * ld + j), m = load<F>(col_max + j);
-          store(col_max + j, v > m ? v : m);
-        });
-      for (int64_t i = 0; i < PA; ++i)
-        for_lanes(lanes_cols, [&](int64_t j, auto lanes) {
-          using F = typename decltype(lanes)::type;
-          store(col_sum + j, load<F>(col_sum + j) + fast_exp(load<F>(s2 + i * ld + j) - load<F>(col_max + j)));
-        });
+      column_max_and_sum(s2, PA, ld, padded(bj), col_max, col_sum);  // padding columns hold 0: harmless
       for (int64_t j = 0; j < bj; ++j) col_max[j] += std::log(col_sum[j]);  // now c_j
       std::copy_n(col_max, bj, st.c.data() + n * PB + j0);
       similarity_panel(a1n, PA, D, b1n + j0 * D, bj, yt, s1, ld);
