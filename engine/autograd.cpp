@@ -74,14 +74,37 @@ static std::vector<ImplPtr> topological_order(const ImplPtr& root) {
   return order;
 }
 
+// The input a view's gradient is (Node::gradient_is_input_gradient), or null.
+static TensorImpl* view_base(const TensorImpl* t) {
+  const Node* node = t->grad_fn.get();
+  TensorImpl* base = node && node->gradient_is_input_gradient ? node->inputs[0].get() : nullptr;
+  return base && base->requires_grad ? base : nullptr;
+}
+
+// t's gradient buffer, made on first use: zeros, except that a view shares its input's buffer (made first if need
+// be), so the ops consuming the view accumulate straight into it and the view's own backward has nothing left to do.
+// Iterative: a chain of views may be long.
+static void make_gradient(TensorImpl* t) {
+  std::vector<TensorImpl*> chain{t};
+  while (!chain.back()->grad) {
+    TensorImpl* base = view_base(chain.back());
+    if (!base) {
+      chain.back()->grad = make_storage(static_cast<int64_t>(chain.back()->data->size()), 0.0f);
+      break;
+    }
+    chain.push_back(base);
+  }
+  for (size_t k = chain.size() - 1; k-- > 0;) chain[k]->grad = chain[k + 1]->grad;
+}
+
 static void run_backward(const ImplPtr& root) {
   std::vector<ImplPtr> order = topological_order(root);
   for (ImplPtr& t : order) {
+    TensorImpl* base = view_base(t.get());
     std::shared_ptr<Node> node = std::move(t->grad_fn);  // frees the tape entry when this iteration ends
     t->graph_freed = true;
-    TensorImpl* first = node->inputs.empty() ? nullptr : node->inputs[0].get();
-    if (node->gradient_is_input_gradient && t->grad && first && first->requires_grad && !first->grad) {
-      first->grad = std::move(t->grad);  // a view's gradient is its input's: handed over, not copied
+    if (base && t->grad && t->grad == base->grad) {  // a view whose gradient already is its input's
+      t->grad.reset();
       t.reset();
       continue;
     }
@@ -89,7 +112,7 @@ static void run_backward(const ImplPtr& root) {
     for (size_t i = 0; i < node->inputs.size(); ++i) {
       TensorImpl* in = node->inputs[i].get();
       if (!in || !in->requires_grad) continue;
-      if (!in->grad) in->grad = make_storage(static_cast<int64_t>(in->data->size()), 0.0f);
+      make_gradient(in);
       grad_in[i] = in->grad->data();
     }
     if (t->grad) node->backward(t->grad->data(), grad_in);

@@ -29,9 +29,10 @@ struct Node {
   const char* op;                                   // for error messages: "conv2d", "matmul", ...
   std::vector<std::shared_ptr<TensorImpl>> inputs;  // graph edges
   BackwardFn backward;
-  // A view (reshape, flatten, squeeze...): the output's gradient, element for element, is input 0's. When input 0
-  // has no gradient yet, backward hands it the output's gradient buffer instead of zero-filling one and adding
-  // (two passes over the tensor); `backward` still runs when it already has one (fan-out).
+  // A view (reshape, flatten, squeeze...): the output's gradient, element for element, is input 0's. backward()
+  // gives the view input 0's gradient buffer, so the ops that consume the view accumulate straight into it (no
+  // buffer of its own to zero-fill and add over: two passes over the tensor); `backward` runs only when the view
+  // got a buffer of its own (it is the tensor backward() was called on).
   bool gradient_is_input_gradient = false;
 };
 

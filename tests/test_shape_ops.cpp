@@ -55,14 +55,17 @@ TEST_CASE("shape_ops: reshape-family gradients") {
   Tensor twice = sum(a) + sum(reshape(a, {4}));
   twice.backward();
   CHECK(a.grad().to_vector() == values({2, 2, 2, 2}));
-  // A view hands its gradient buffer to an input that has none yet and adds into one that has: a chain of views
-  // (handed over twice), two views of one tensor (handed, then added), and a second backward (added).
+  // A view's gradient is its input's buffer (autograd's make_gradient): a chain of views, two views of one tensor
+  // accumulating into it, a second backward adding to the gradient the first left, and a view as the tensor
+  // backward() starts from (it has its own buffer, and its backward adds it to the input's).
   Tensor b = Tensor::from({2, 3}, {1, 2, 3, 4, 5, 6}).set_requires_grad();
   for (int call = 1; call <= 2; ++call) {
     Tensor loss = sum(mul(reshape(flatten(b, 0), {3, 2}), 2.0f)) + sum(mul(unsqueeze(b, 0), 3.0f));
     loss.backward();
     CHECK(b.grad().to_vector() == std::vector<float>(6, 5.0f * static_cast<float>(call)));
   }
+  reshape(b, {3, 2}).backward(Tensor::from({3, 2}, {1, 2, 3, 4, 5, 6}));
+  CHECK(b.grad().to_vector() == values({11, 12, 13, 14, 15, 16}));
 }
 
 TEST_CASE("shape_ops: permute matches the naive reference, round-trips, and transposes") {
