@@ -5,8 +5,9 @@
 //   r_i = logsumexp_j S1_ij,  c_j = logsumexp_i S2_ij   row / column log-normalisers
 //   p_ij = exp(S1_ij - r_i)   (row softmax),  q_ij = exp(S2_ij - c_j)   (column softmax)
 //   s_i = sum_j p_ij q_ij,  l_i = log(s_i + eps),  L = sum_i l_i
-// log s_i = logsumexp_j ((S1_ij - r_i) + (S2_ij - c_j)) is computed in the log domain, so a poor match (s_i below
-// float's range, e.g. radius-30 features) still gives a finite loss and gradient.
+// s_i is summed as the product sum_j p_ij q_ij (two exps per similarity) where that is exact to float precision,
+// and log s_i = logsumexp_j ((S1_ij - r_i) + (S2_ij - c_j)) in the log domain for the rows where it is not (a poor
+// match, s_i below float's range, e.g. radius-30 features): the loss and gradient stay finite however poor the match.
 //
 // Gradient (derivation). dL/ds_i = 1/(s_i + eps), so with w_ij = p_ij q_ij / (s_i + eps):
 //   dL/dp_ij = q_ij / (s_i + eps),  dL/dq_ij = p_ij / (s_i + eps).
@@ -20,8 +21,9 @@
 // Why column panels [PA, panel_cols]: a whole column of S2 (for c_j) and of w (for kappa_j) lies inside one, so
 // both passes need a single sweep; row quantities (r_i, log s_i, dA1, dA2) are summed across panels in
 // per-thread partials, merged after the sweep (no atomics).
-//   forward : S2 panel -> c_J; S1 panel -> running row logsumexps of S1 and of (S2 - c) + S1   (2 products)
-//   backward: S1, S2 panels -> w, kappa, dS1, dS2 -> dA1, dA2 (partials), dB1_J, dB2_J (owned)  (6 products)
+//   forward : S2 panel -> c_J, q; S1 by chunks of rows -> running row sums of p and of p q          (2 products)
+//   backward: S1, S2 by chunks of rows -> w, kappa, dS1 -> dA1, dB1_J; then dS2 -> dA2, dB2_J      (6 products)
+// Chunks of rows keep a product's output in L1 for the elementwise pass and the products that read it.
 // OpenMP over (batch element, panel) tasks; each product goes through panel_product, a register-tiled kernel.
 #include "losses/icon.h"
 
@@ -223,6 +225,12 @@ constexpr int kMicroRows = 6;   // 6 x 2 accumulators + 2 operands + 1 broadcast
 
 int64_t padded(int64_t cols) { return (cols + kGroup - 1) / kGroup * kGroup; }
 
+// Rows per chunk where a pass walks a panel in chunks whose similarities stay in L1 between the product that makes
+// them and the passes and products that read them: with AVX-512, 48 rows, so that two chunks [48, 64] and two
+// B_J^T [32, 64] are 40 KB of a 48 KB L1. A multiple of kVecLanes too (the row statistics' groups of rows).
+constexpr int64_t kChunkRows = 4 * kMicroRows;
+static_assert(kChunkRows % kVecLanes == 0, "a chunk must hold whole groups of kVecLanes rows");
+
 // a * b + c as one FMA where the CPU has one (-std=c++17 turns off contraction of a * b + c into an FMA).
 #if defined(__AVX512F__)
 inline f16 multiply_add(const f16& a, const f16& b, const f16& c) { return _mm512_fmadd_ps(a, b, c); }
@@ -353,72 +361,66 @@ fv reduce_rows(fv v[kVecLanes], Op op) {
 
 inline fv max_of(const fv& a, const fv& b) { return a > b ? a : b; }
 
-// Running row logsumexps over the column panels: lane r of (max, sum) belongs to row i0 + r.
-struct RowLse {
-  fv max, sum;
-};
-RowLse load_rows(const float* max, const float* sum, int64_t rows) {
-  float m[kVecLanes], s[kVecLanes];
-  std::fill(m, m + kVecLanes, -std::numeric_limits<float>::infinity());
-  std::fill(s, s + kVecLanes, 0.0f);
-  std::copy_n(max, rows, m);
-  std::copy_n(sum, rows, s);
-  return {load<fv>(m), load<fv>(s)};
+// Lanes [0, rows) of a vector from / to memory (rows <= kVecLanes); a load fills the other lanes with `fill`.
+fv load_lanes(const float* p, int64_t rows, float fill) {
+  float buf[kVecLanes];
+  std::fill(buf, buf + kVecLanes, fill);
+  std::copy_n(p, rows, buf);
+  return load<fv>(buf);
 }
-void store_rows(const RowLse& x, int64_t rows, float* max, float* sum) {
-  float m[kVecLanes], s[kVecLanes];
-  store(m, x.max);
-  store(s, x.sum);
-  std::copy_n(m, rows, max);
-  std::copy_n(s, rows, sum);
+void store_lanes(float* p, const fv& v, int64_t rows) {
+  float buf[kVecLanes];
+  store(buf, v);
+  std::copy_n(buf, rows, p);
 }
 
-// One panel's share of the row statistics of rows i0 .. i0 + rows - 1 (rows <= kVecLanes): s1, s2 point at row i0
-// of the S1 and S2 panels (stride ld, `cols` a multiple of kVecLanes, S1's columns past the panel -inf), c = the
-// panel's c_j (+inf past the panel). Overwrites S2 with t = (S2 - c) + S1 and adds the panel to the running
-// logsumexps r (of S1) and t, stored at r_max/r_sum/t_max/t_sum[0 .. rows).
-void add_row_stats(const float* s1, float* s2, const float* c, int64_t ld, int64_t cols, int64_t rows, float* r_max,
-                   float* r_sum, float* t_max, float* t_sum) {
+// Running row statistics over the column panels, lane r for row i0 + r: m = the largest S1_ij so far and, in its
+// scale, rsum = sum_j exp(S1_ij - m) and tsum = sum_j exp(S1_ij - m) q_ij. In the end r_i = m + log rsum and
+// s_i = tsum / rsum.
+struct RunningRows {
+  float *m, *rsum, *tsum;  // [rows] each
+};
+
+// One panel's share of rows i0 .. i0 + rows - 1 (rows <= kVecLanes): s1 points at row i0 of the panel's S1
+// (stride ld; -inf in columns [bj, cols)), e2 at row i0 of exp(S2 - colmax) (stride ld), q_scale = 1 / colsum
+// (0 past the panel), so that q_ij = e2_ij q_scale_j; cols is a multiple of kVecLanes.
+void add_row_stats(const float* s1, const float* e2, const float* q_scale, int64_t ld, int64_t cols, int64_t rows,
+                   const RunningRows& run) {
   const fv neg_inf = splat<fv>(-std::numeric_limits<float>::infinity());
   fv part_r[kVecLanes], part_t[kVecLanes];  // per row: lane-wise maxima, then lane-wise sums
   for (int64_t r = 0; r < kVecLanes; ++r) {
-    fv mr = neg_inf, mt = neg_inf;
-    for (int64_t j = 0; r < rows && j < cols; j += kVecLanes) {
-      const fv v1 = load<fv>(s1 + r * ld + j), t = (load<fv>(s2 + r * ld + j) - load<fv>(c + j)) + v1;
-      store(s2 + r * ld + j, t);
-      mr = max_of(mr, v1);
-      mt = max_of(mt, t);
-    }
+    fv mr = neg_inf;
+    for (int64_t j = 0; r < rows && j < cols; j += kVecLanes) mr = max_of(mr, load<fv>(s1 + r * ld + j));
     part_r[r] = mr;
-    part_t[r] = mt;
   }
-  RowLse rl = load_rows(r_max, r_sum, rows), tl = load_rows(t_max, t_sum, rows);
-  const fv new_r = max_of(rl.max, reduce_rows(part_r, max_of)), new_t = max_of(tl.max, reduce_rows(part_t, max_of));
-  float shift_r[kVecLanes], shift_t[kVecLanes];
-  store(shift_r, new_r);
-  store(shift_t, new_t);
+  const fv old_m = load_lanes(run.m, rows, -std::numeric_limits<float>::infinity());
+  const fv new_m = max_of(old_m, reduce_rows(part_r, max_of));
+  float shift[kVecLanes];
+  store(shift, new_m);
   for (int64_t r = 0; r < kVecLanes; ++r) {
     fv er{}, et{};
     for (int64_t j = 0; r < rows && j < cols; j += kVecLanes) {
-      er += fast_exp(load<fv>(s1 + r * ld + j) - shift_r[r]);
-      et += fast_exp(load<fv>(s2 + r * ld + j) - shift_t[r]);
+      const fv e1 = fast_exp(load<fv>(s1 + r * ld + j) - shift[r]);
+      er += e1;
+      et = multiply_add(e1, load<fv>(e2 + r * ld + j) * load<fv>(q_scale + j), et);
     }
     part_r[r] = er;
     part_t[r] = et;
   }
   const auto add = [](const fv& a, const fv& b) { return a + b; };
-  // Lanes past `rows` hold -inf - -inf = NaN here; store_rows drops them.
-  rl = {new_r, rl.sum * fast_exp(rl.max - new_r) + reduce_rows(part_r, add)};
-  tl = {new_t, tl.sum * fast_exp(tl.max - new_t) + reduce_rows(part_t, add)};
-  store_rows(rl, rows, r_max, r_sum);
-  store_rows(tl, rows, t_max, t_sum);
+  // Lanes past `rows` hold -inf - -inf = NaN here; store_lanes drops them.
+  const fv rescale = fast_exp(old_m - new_m);
+  store_lanes(run.m, new_m, rows);
+  store_lanes(run.rsum, load_lanes(run.rsum, rows, 0.0f) * rescale + reduce_rows(part_r, add), rows);
+  store_lanes(run.tsum, load_lanes(run.tsum, rows, 0.0f) * rescale + reduce_rows(part_t, add), rows);
 }
 
-// Column maxima and sums of exp(x - max) over the `rows` rows of a panel (stride ld), columns [0, cols) with cols a
-// multiple of kVecLanes. NV vectors of columns at a time, their maxima and sums in registers while the rows stream
-// past in memory order (accumulators kept in memory instead make a load-op-store chain per row: twice the time).
+// Column maxima m_j and sums of exp(x - m_j) over the `rows` rows of a panel (stride ld), columns [0, cols) with
+// cols a multiple of kVecLanes; the panel is overwritten with exp(x - m_j). NV vectors of columns at a time, their
+// maxima and sums in registers while the rows stream past in memory order (accumulators kept in memory instead make
+// a load-op-store chain per row: twice the time).
 template <int NV>
-void column_block(const float* s, int64_t rows, int64_t ld, float* col_max, float* col_sum) {
+void column_block(float* s, int64_t rows, int64_t ld, float* col_max, float* col_sum) {
   fv m[NV], e[NV];
   for (int u = 0; u < NV; ++u) {
     m[u] = splat<fv>(-std::numeric_limits<float>::infinity());
@@ -427,13 +429,17 @@ void column_block(const float* s, int64_t rows, int64_t ld, float* col_max, floa
   for (int64_t i = 0; i < rows; ++i)
     for (int u = 0; u < NV; ++u) m[u] = max_of(m[u], load<fv>(s + i * ld + u * kVecLanes));
   for (int64_t i = 0; i < rows; ++i)
-    for (int u = 0; u < NV; ++u) e[u] += fast_exp(load<fv>(s + i * ld + u * kVecLanes) - m[u]);
+    for (int u = 0; u < NV; ++u) {
+      const fv x = fast_exp(load<fv>(s + i * ld + u * kVecLanes) - m[u]);
+      store(s + i * ld + u * kVecLanes, x);
+      e[u] += x;
+    }
   for (int u = 0; u < NV; ++u) {
     store(col_max + u * kVecLanes, m[u]);
     store(col_sum + u * kVecLanes, e[u]);
   }
 }
-void column_max_and_sum(const float* s, int64_t rows, int64_t ld, int64_t cols, float* col_max, float* col_sum) {
+void column_exp_and_sum(float* s, int64_t rows, int64_t ld, int64_t cols, float* col_max, float* col_sum) {
   for (int64_t j = 0; j < cols;) {
     const int64_t left = (cols - j) / kVecLanes;
     if (left >= 4) column_block<4>(s + j, rows, ld, col_max + j, col_sum + j), j += 4 * kVecLanes;
@@ -450,95 +456,183 @@ struct IconStats {
   double total = 0;         // sum over n and i of l_i (that is, sum_n L_n)
 };
 
+// The rows whose t sum fell below kProductFloor in blocked_forward: log s_i = logsumexp_j ((S1_ij - r_i) +
+// (S2_ij - c_j)) again, in the log domain (a lane-wise running max and sum per row, two exps per similarity), for
+// `rows` (indices into [N * PA], ascending) in groups of up to kChunkRows rows of one batch element.
+void log_domain_rows(const float* a1, const float* b1, const float* a2, const float* b2, const IconShape& sh,
+                     int64_t panel_cols, const IconStats& st, const std::vector<int64_t>& rows,
+                     std::vector<double>& log_s) {
+  const int64_t PA = sh.PA, PB = sh.PB, D = sh.D, group_rows = kChunkRows;
+  const int64_t width = std::min(panel_cols, PB), ld = padded(width);
+  std::vector<std::pair<size_t, size_t>> groups;  // [begin, end) in `rows`
+  for (size_t b = 0; b < rows.size();) {
+    size_t e = b + 1;
+    while (e < rows.size() && e - b < static_cast<size_t>(group_rows) && rows[e] / PA == rows[b] / PA) ++e;
+    groups.emplace_back(b, e);
+    b = e;
+  }
+#pragma omp parallel
+  {
+    const FlushDenormals flush;
+    std::vector<float> scratch(static_cast<size_t>(2 * group_rows * D + 2 * D * ld + 2 * group_rows * ld + ld +
+                                                   2 * group_rows * kVecLanes));
+    float *x1 = scratch.data(), *x2 = x1 + group_rows * D, *bt1 = x2 + group_rows * D, *bt2 = bt1 + D * ld,
+          *s1 = bt2 + D * ld, *s2 = s1 + group_rows * ld, *c = s2 + group_rows * ld, *run_m = c + ld,
+          *run_s = run_m + group_rows * kVecLanes;
+#pragma omp for schedule(dynamic)
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const auto [begin, end] = groups[g];
+      const int64_t count = static_cast<int64_t>(end - begin), n = rows[begin] / PA;
+      for (int64_t k = 0; k < count; ++k) {
+        const int64_t i = rows[begin + k];  // [N * PA] index: the A pixel's row in a1, a2
+        std::copy_n(a1 + i * D, D, x1 + k * D);
+        std::copy_n(a2 + i * D, D, x2 + k * D);
+      }
+      std::fill(run_m, run_m + count * kVecLanes, std::numeric_limits<float>::lowest());  // finite: no -inf - -inf
+      std::fill(run_s, run_s + count * kVecLanes, 0.0f);
+      for (int64_t j0 = 0; j0 < PB; j0 += width) {
+        const int64_t bj = std::min(width, PB - j0), cols = (bj + kVecLanes - 1) / kVecLanes * kVecLanes;
+        similarity_panel(x1, count, D, b1 + (n * PB + j0) * D, bj, bt1, s1, ld);
+        similarity_panel(x2, count, D, b2 + (n * PB + j0) * D, bj, bt2, s2, ld);
+        for (int64_t j = 0; j < cols; ++j)  // +inf past the panel: t = -inf there
+          c[j] = j < bj ? st.c[static_cast<size_t>(n * PB + j0 + j)] : std::numeric_limits<float>::infinity();
+        for (int64_t k = 0; k < count; ++k) {
+          const float ri = st.r[static_cast<size_t>(rows[begin + k])];
+          fv m = load<fv>(run_m + k * kVecLanes), sum = load<fv>(run_s + k * kVecLanes);
+          for (int64_t j = 0; j < cols; j += kVecLanes) {
+            const fv t = (load<fv>(s1 + k * ld + j) - ri) + (load<fv>(s2 + k * ld + j) - load<fv>(c + j));
+            const fv m_new = max_of(m, t);
+            sum = sum * fast_exp(m - m_new) + fast_exp(t - m_new);
+            m = m_new;
+          }
+          store(run_m + k * kVecLanes, m);
+          store(run_s + k * kVecLanes, sum);
+        }
+      }
+      for (int64_t k = 0; k < count; ++k) {
+        const float* m = run_m + k * kVecLanes;
+        const double top = *std::max_element(m, m + kVecLanes);
+        double sum = 0;
+        for (int lane = 0; lane < kVecLanes; ++lane) sum += run_s[k * kVecLanes + lane] * std::exp(m[lane] - top);
+        log_s[static_cast<size_t>(rows[begin + k])] = top + std::log(sum);
+      }
+    }
+  }
+}
+
+// log of the smallest t sum (in the scale of the row's largest S1) that blocked_forward takes as it is: every term
+// of it that flushed to zero was below 1.2e-38, so PB such terms cost a sum >= e^-57 = 1.7e-25 at most
+// PB * 7e-14 relative (3e-10 at PB = 4096). Rows below it (poor matches) are recomputed by log_domain_rows.
+constexpr double kProductFloor = -57.0;
+
 // One pass over the column panels J of width panel_cols, OpenMP over (batch element, panel) tasks:
-//   S2[:, J] -> c_J (a whole column is in the panel);  S1[:, J] -> running r_i = logsumexp_j S1_ij and running
-//   t_i = logsumexp_j ((S2_ij - c_j) + S1_ij), per thread, merged after the panels: log s_i = t_i - r_i.
-// Adding S1 last keeps the well-matched case exact: at "attempt 0" the maxima of both sums are the same float
-// S1_ii, and log s_i = (max_t - max_r) + (log sum_t - log sum_r) loses nothing to the size of |F|^2.
+//   S2[:, J] -> column maxima and sums (a whole column is in the panel), c_J, and q = exp(S2 - colmax) / colsum;
+//   S1[:, J], in chunks of rows kept in L1 -> the running row statistics (RunningRows) of S1 and of the t sum
+//   sum_j p_ij q_ij, per thread, merged after the panels.
+// Two exps per similarity: the t sum reuses the column pass's exp(S2 - colmax) and S1's exp(S1 - m), so it is a
+// sum of products p q that underflows for rows far from any match (below e^kProductFloor): those rows, and only
+// those, are summed again in the log domain (log_domain_rows).
 IconStats blocked_forward(const float* a1, const float* b1, const float* a2, const float* b2, const IconShape& sh,
                           const IconOptions& opt) {
   const int64_t N = sh.N, PA = sh.PA, PB = sh.PB, D = sh.D;
   const int64_t width = std::min(opt.panel_cols, PB), ld = padded(width);
   const int64_t panels = (PB + width - 1) / width;
+  const int64_t chunk_rows = kChunkRows;
   IconStats st;
   st.r.resize(static_cast<size_t>(N * PA));
   st.c.resize(static_cast<size_t>(N * PB));
   st.l.resize(static_cast<size_t>(N * PA));
   st.rho.resize(static_cast<size_t>(N * PA));
-  // Per thread: running (max, sum) of r and of t for every row of every batch element, [4, N * PA].
   const int64_t rows = N * PA;
-  std::vector<float> row_stats(static_cast<size_t>(omp_get_max_threads() * 4 * rows));
+  std::vector<double> log_s(static_cast<size_t>(rows));
+  std::vector<char> poor(static_cast<size_t>(rows));  // t sum below e^kProductFloor
+  // Per thread: running m, rsum, tsum for every row of every batch element, [3, N * PA].
+  std::vector<float> row_stats(static_cast<size_t>(omp_get_max_threads() * 3 * rows));
 #pragma omp parallel
   {
     const FlushDenormals flush;
-    float* mine = row_stats.data() + omp_get_thread_num() * 4 * rows;
+    float* mine = row_stats.data() + omp_get_thread_num() * 3 * rows;
     std::fill(mine, mine + rows, -std::numeric_limits<float>::infinity());
-    std::fill(mine + rows, mine + 2 * rows, 0.0f);
-    std::fill(mine + 2 * rows, mine + 3 * rows, -std::numeric_limits<float>::infinity());
-    std::fill(mine + 3 * rows, mine + 4 * rows, 0.0f);
+    std::fill(mine + rows, mine + 3 * rows, 0.0f);
     thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<size_t>(D * ld + 2 * PA * ld + 2 * ld));
-    float *yt = scratch.data(), *s1 = yt + D * ld, *s2 = s1 + PA * ld, *col_max = s2 + PA * ld,
-          *col_sum = col_max + ld;
+    scratch.resize(static_cast<size_t>(D * ld + PA * ld + chunk_rows * ld + 3 * ld));
+    float *yt = scratch.data(), *e2 = yt + D * ld, *s1 = e2 + PA * ld, *col_max = s1 + chunk_rows * ld,
+          *col_sum = col_max + ld, *q_scale = col_sum + ld;
 #pragma omp for schedule(static)  // static: each thread's partial sums are the same every run
     for (int64_t task = 0; task < N * panels; ++task) {
       const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
-      similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, s2, ld);
-      column_max_and_sum(s2, PA, ld, padded(bj), col_max, col_sum);  // padding columns hold 0: harmless
-      for (int64_t j = 0; j < bj; ++j) col_max[j] += std::log(col_sum[j]);  // now c_j
-      std::copy_n(col_max, bj, st.c.data() + n * PB + j0);
-      similarity_panel(a1n, PA, D, b1n + j0 * D, bj, yt, s1, ld);
-      // Whole vectors along the rows: past the panel, S1 = -inf and c = +inf make both terms exp(-inf) = 0.
+      similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, e2, ld);
+      column_exp_and_sum(e2, PA, ld, padded(bj), col_max, col_sum);  // padding columns hold 0: harmless
+      // Whole vectors along the rows: past the panel, S1 = -inf and q_scale = 0 make both terms 0.
       const int64_t cols = (bj + kVecLanes - 1) / kVecLanes * kVecLanes;
-      for (int64_t j = bj; j < cols; ++j) {
-        col_max[j] = std::numeric_limits<float>::infinity();
-        for (int64_t i = 0; i < PA; ++i) s1[i * ld + j] = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < cols; ++j) {
+        if (j < bj) st.c[static_cast<size_t>(n * PB + j0 + j)] = col_max[j] + std::log(col_sum[j]);
+        q_scale[j] = j < bj ? 1.0f / col_sum[j] : 0.0f;
       }
-      for (int64_t i = 0; i < PA; i += kVecLanes) {
-        float* at = mine + n * PA + i;  // rows i .. of batch element n in the [4, N * PA] running statistics
-        add_row_stats(s1 + i * ld, s2 + i * ld, col_max, ld, cols, std::min<int64_t>(kVecLanes, PA - i), at,
-                      at + rows, at + 2 * rows, at + 3 * rows);
+      transpose_padded(b1n + j0 * D, bj, D, yt, ld);
+      for (int64_t i0 = 0; i0 < PA; i0 += chunk_rows) {
+        const int64_t chunk = std::min(chunk_rows, PA - i0);
+        panel_product<false>(chunk, bj, D, a1n + i0 * D, D, 1, yt, ld, s1, ld);
+        for (int64_t i = 0; i < chunk; ++i)
+          std::fill(s1 + i * ld + bj, s1 + i * ld + cols, -std::numeric_limits<float>::infinity());
+        for (int64_t i = 0; i < chunk; i += kVecLanes) {
+          float* at = mine + n * PA + i0 + i;  // this group's rows in the [3, N * PA] running statistics
+          add_row_stats(s1 + i * ld, e2 + (i0 + i) * ld, q_scale, ld, cols, std::min<int64_t>(kVecLanes, chunk - i),
+                        {at, at + rows, at + 2 * rows});
+        }
       }
     }
     // After the implicit barrier: merge the threads' running sums, row by row.
     const int threads = omp_get_num_threads();
 #pragma omp for
     for (int64_t i = 0; i < rows; ++i) {
-      float max_r = -std::numeric_limits<float>::infinity(), max_t = max_r;
+      float top = -std::numeric_limits<float>::infinity();
+      for (int t = 0; t < threads; ++t) top = std::max(top, row_stats[static_cast<size_t>(t * 3 * rows + i)]);
+      double rsum = 0, tsum = 0;
       for (int t = 0; t < threads; ++t) {
-        max_r = std::max(max_r, row_stats[static_cast<size_t>(t * 4 * rows + i)]);
-        max_t = std::max(max_t, row_stats[static_cast<size_t>(t * 4 * rows + 2 * rows + i)]);
+        const float* theirs = row_stats.data() + t * 3 * rows;
+        const double scale = std::exp(static_cast<double>(theirs[i]) - top);
+        rsum += theirs[rows + i] * scale;
+        tsum += theirs[2 * rows + i] * scale;
       }
-      double sum_r = 0, sum_t = 0;
-      for (int t = 0; t < threads; ++t) {
-        const float* theirs = row_stats.data() + t * 4 * rows;
-        sum_r += theirs[rows + i] * std::exp(static_cast<double>(theirs[i]) - max_r);
-        sum_t += theirs[3 * rows + i] * std::exp(static_cast<double>(theirs[2 * rows + i]) - max_t);
-      }
-      const double log_s = (static_cast<double>(max_t) - max_r) + (std::log(sum_t) - std::log(sum_r));
-      const double l = log_s_plus_eps(log_s, opt.epsilon);
-      st.r[i] = static_cast<float>(max_r + std::log(sum_r));
-      st.l[i] = static_cast<float>(l);
-      st.rho[i] = static_cast<float>(std::exp(log_s - l));
+      st.r[i] = static_cast<float>(top + std::log(rsum));
+      const double log_t = std::log(tsum);
+      poor[i] = log_t < kProductFloor;  // false for NaN: a NaN input reaches the loss
+      log_s[i] = log_t - std::log(rsum);
     }
   }
+  std::vector<int64_t> poor_rows;
+  for (int64_t i = 0; i < rows; ++i)
+    if (poor[i]) poor_rows.push_back(i);
+  if (!poor_rows.empty()) log_domain_rows(a1, b1, a2, b2, sh, opt.panel_cols, st, poor_rows, log_s);
   double total = 0;
-  for (float l : st.l) total += l;
+  for (int64_t i = 0; i < rows; ++i) {
+    const double l = log_s_plus_eps(log_s[i], opt.epsilon);
+    st.l[i] = static_cast<float>(l);
+    st.rho[i] = static_cast<float>(std::exp(log_s[i] - l));
+    total += l;
+  }
   st.total = total;
   return st;
 }
 
 // Accumulates alpha * dL/d(input) into each non-null gradient ([N, PA, D] for ga*, [N, PB, D] for gb*).
-// OpenMP over (batch element, column panel [PA, panel_cols]) tasks; kappa is complete inside a panel. Per panel J,
-// all with panel_product: dA += dS B_J into a per-thread partial [N, PA, padded(D)] summed after the panels, and
-// dB_J += (A^T dS)^T, owned by the task.
+// OpenMP over (batch element, column panel [PA, panel_cols]) tasks; kappa is complete inside a panel. A panel is
+// walked in chunks of kChunkRows rows, so that each chunk's similarities and gradients stay in L1 from the product
+// that makes them to the products that use them (walking whole panels, each of the six products and two
+// elementwise passes streamed a 1 MB panel through L2 and beyond):
+//   pass 1, per chunk: S1, S2 -> p, q, w -> kappa += w, dS1 = alpha (w - rho p) -> dA1 += dS1 B1_J,
+//                      dB1_J^T += A1^T dS1; w and q are kept in two panels [PA, panel_cols] for pass 2;
+//   pass 2, per chunk (kappa now complete): dS2 = alpha (w - q kappa) -> dA2 += dS2 B2_J, dB2_J^T += A2^T dS2.
+// dA goes into a per-thread partial [N, PA, padded(D)] summed after the panels; dB_J is owned by the task.
 void blocked_backward(const float* a1, const float* b1, const float* a2, const float* b2, const IconShape& sh,
                       const IconStats& st, float alpha, int64_t panel_cols, float* ga1, float* gb1, float* ga2,
                       float* gb2) {
   const int64_t N = sh.N, PA = sh.PA, PB = sh.PB, D = sh.D;
   const int64_t width = std::min(panel_cols, PB), ld = padded(width), ldd = padded(D);
   const int64_t panels = (PB + width - 1) / width;
+  const int64_t chunk_rows = kChunkRows;
   const bool need_a = ga1 || ga2;
   const int64_t part_size = N * PA * ldd;  // one partial gradient of a thread
   std::vector<float> partial(need_a ? static_cast<size_t>(omp_get_max_threads() * 2 * part_size) : 0);
@@ -548,17 +642,26 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
     float* part_a1 = need_a ? partial.data() + omp_get_thread_num() * 2 * part_size : nullptr;
     float* part_a2 = need_a ? part_a1 + part_size : nullptr;
     if (need_a) std::fill(part_a1, part_a1 + 2 * part_size, 0.0f);
-    // Three panels [PA, ld]: S1 then dS1, S2 then q then dS2, and w; kappa [ld]; B_J^T or (A^T dS) [D, ld];
-    // B_J with padded rows [ld, ldd].
+    // Panels w and q [PA, ld]; chunks S1 then dS1, S2 then dS2 [chunk_rows, ld]; kappa [ld]; B1_J^T, B2_J^T and
+    // the two dB_J^T accumulators [D, ld]; B1_J, B2_J with padded rows [ld, ldd].
     thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<size_t>(3 * PA * ld + ld + D * ld + ld * ldd));
-    float *s1 = scratch.data(), *s2 = s1 + PA * ld, *w = s2 + PA * ld, *kappa = w + PA * ld, *yt = kappa + ld,
-          *b_rows = yt + D * ld;
-    // dB_J [bj, D] += (A^T dS)^T: the product lands in yt [D, ld], then is added transposed.
-    const auto add_grad_b = [&](const float* a, const float* ds, int64_t bj, float* gb) {
-      panel_product<false>(D, bj, PA, a, 1, D, ds, ld, yt, ld);
+    scratch.resize(static_cast<size_t>(2 * PA * ld + 2 * chunk_rows * ld + ld + 4 * D * ld + 2 * ld * ldd));
+    float *w = scratch.data(), *q = w + PA * ld, *c1 = q + PA * ld, *c2 = c1 + chunk_rows * ld,
+          *kappa = c2 + chunk_rows * ld, *b1t = kappa + ld, *b2t = b1t + D * ld, *db1t = b2t + D * ld,
+          *db2t = db1t + D * ld, *b1_rows = db2t + D * ld, *b2_rows = b1_rows + ld * ldd;
+    // The products of one chunk's gradient dS [rows, ld] (rows i0 ..): dA[i0 ..] += dS B_J (into the partial),
+    // dB_J^T += A[i0 ..]^T dS (the first chunk overwrites).
+    const auto gradient_products = [&](const float* ds, int64_t i0, int64_t rows, int64_t bj, const float* an,
+                                       const float* b_rows, float* part_a, float* dbt) {
+      if (part_a) panel_product<true>(rows, D, bj, ds, ld, 1, b_rows, ldd, part_a + i0 * ldd, ldd);
+      if (!dbt) return;
+      if (i0 == 0) panel_product<false>(D, bj, rows, an, 1, D, ds, ld, dbt, ld);
+      else panel_product<true>(D, bj, rows, an + i0 * D, 1, D, ds, ld, dbt, ld);
+    };
+    // dB_J [bj, D] += the transpose of the accumulated dB_J^T [D, ld].
+    const auto add_grad_b = [&](const float* dbt, int64_t bj, float* gb) {
       for (int64_t j = 0; j < bj; ++j)
-        for (int64_t k = 0; k < D; ++k) gb[j * D + k] += yt[k * ld + j];
+        for (int64_t k = 0; k < D; ++k) gb[j * D + k] += dbt[k * ld + j];
     };
 #pragma omp for schedule(static)  // static: each thread's partial sums are the same every run
     for (int64_t task = 0; task < N * panels; ++task) {
@@ -566,49 +669,60 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
       const float *r = st.r.data() + n * PA, *cj = st.c.data() + n * PB + j0, *l = st.l.data() + n * PA,
                   *rho = st.rho.data() + n * PA;
-      similarity_panel(a1n, PA, D, b1n + j0 * D, bj, yt, s1, ld);
-      similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, s2, ld);
+      float* pa1 = ga1 ? part_a1 + n * PA * ldd : nullptr;
+      float* pa2 = ga2 ? part_a2 + n * PA * ldd : nullptr;
+      transpose_padded(b1n + j0 * D, bj, D, b1t, ld);
+      transpose_padded(b2n + j0 * D, bj, D, b2t, ld);
+      if (ga1) copy_padded(b1n + j0 * D, bj, D, b1_rows);
+      if (ga2) copy_padded(b2n + j0 * D, bj, D, b2_rows);
       std::fill(kappa, kappa + ld, 0.0f);
-      for (int64_t i = 0; i < PA; ++i) {
-        float *s1i = s1 + i * ld, *s2i = s2 + i * ld, *wi = w + i * ld;
-        const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i];
-        // w = p q / (s_i + eps): as a product (two exps, not three) unless 1 / (s_i + eps) > e^57, where p q's
-        // flush to zero below 1.2e-38 could cost w more than 1e-13 (such rows, far from a match, take the log
-        // domain).
-        const auto row = [&](auto as_product, float inv_s) {
+      for (int64_t i0 = 0; i0 < PA; i0 += chunk_rows) {  // pass 1
+        const int64_t rows = std::min(chunk_rows, PA - i0);
+        panel_product<false>(rows, bj, D, a1n + i0 * D, D, 1, b1t, ld, c1, ld);
+        panel_product<false>(rows, bj, D, a2n + i0 * D, D, 1, b2t, ld, c2, ld);
+        for (int64_t i = i0; i < i0 + rows; ++i) {
+          float *s1i = c1 + (i - i0) * ld, *s2i = c2 + (i - i0) * ld, *wi = w + i * ld, *qi = q + i * ld;
+          const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i];
+          // w = p q / (s_i + eps): as a product (two exps, not three) unless 1 / (s_i + eps) > e^57, where p q's
+          // flush to zero below 1.2e-38 could cost w more than 1e-13 (such rows, far from a match, take the log
+          // domain).
+          const auto row = [&](auto as_product, float inv_s) {
+            for_lanes(bj, [&](int64_t j, auto lanes) {
+              using F = typename decltype(lanes)::type;
+              const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
+              const F p = fast_exp(log_p), qij = fast_exp(log_q);
+              F wij;
+              if constexpr (decltype(as_product)::value) wij = p * qij * inv_s;
+              else wij = fast_exp((log_p + log_q) - li);
+              store(wi + j, wij);
+              store(qi + j, qij);
+              store(kappa + j, load<F>(kappa + j) + wij);
+              store(s1i + j, alpha * wij - alpha_rho * p);  // dS1 = alpha (w - rho p)
+            });
+          };
+          if (li > -57.0f) row(std::true_type{}, std::exp(-li));
+          else row(std::false_type{}, 0.0f);
+        }
+        gradient_products(c1, i0, rows, bj, a1n, b1_rows, pa1, gb1 ? db1t : nullptr);
+      }
+      if (!(ga2 || gb2)) {
+        if (gb1) add_grad_b(db1t, bj, gb1 + (n * PB + j0) * D);
+        continue;
+      }
+      for (int64_t i0 = 0; i0 < PA; i0 += chunk_rows) {  // pass 2
+        const int64_t rows = std::min(chunk_rows, PA - i0);
+        for (int64_t i = i0; i < i0 + rows; ++i) {
+          float *ds = c2 + (i - i0) * ld;
+          const float *wi = w + i * ld, *qi = q + i * ld;
           for_lanes(bj, [&](int64_t j, auto lanes) {
             using F = typename decltype(lanes)::type;
-            const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
-            const F p = fast_exp(log_p), q = fast_exp(log_q);
-            F wij;
-            if constexpr (decltype(as_product)::value) wij = p * q * inv_s;
-            else wij = fast_exp((log_p + log_q) - li);
-            store(wi + j, wij);
-            store(kappa + j, load<F>(kappa + j) + wij);
-            store(s1i + j, alpha * wij - alpha_rho * p);  // dS1 = alpha (w - rho p)
-            store(s2i + j, q);
+            store(ds + j, alpha * (load<F>(wi + j) - load<F>(qi + j) * load<F>(kappa + j)));  // dS2
           });
-        };
-        if (li > -57.0f) row(std::true_type{}, std::exp(-li));
-        else row(std::false_type{}, 0.0f);
+        }
+        gradient_products(c2, i0, rows, bj, a2n, b2_rows, pa2, gb2 ? db2t : nullptr);
       }
-      for (int64_t i = 0; i < PA; ++i) {
-        float *s2i = s2 + i * ld, *wi = w + i * ld;
-        for_lanes(bj, [&](int64_t j, auto lanes) {
-          using F = typename decltype(lanes)::type;
-          store(s2i + j, alpha * (load<F>(wi + j) - load<F>(s2i + j) * load<F>(kappa + j)));  // dS2
-        });
-      }
-      if (ga1) {
-        copy_padded(b1n + j0 * D, bj, D, b_rows);
-        panel_product<true>(PA, D, bj, s1, ld, 1, b_rows, ldd, part_a1 + n * PA * ldd, ldd);
-      }
-      if (ga2) {
-        copy_padded(b2n + j0 * D, bj, D, b_rows);
-        panel_product<true>(PA, D, bj, s2, ld, 1, b_rows, ldd, part_a2 + n * PA * ldd, ldd);
-      }
-      if (gb1) add_grad_b(a1n, s1, bj, gb1 + (n * PB + j0) * D);
-      if (gb2) add_grad_b(a2n, s2, bj, gb2 + (n * PB + j0) * D);
+      if (gb1) add_grad_b(db1t, bj, gb1 + (n * PB + j0) * D);
+      if (gb2) add_grad_b(db2t, bj, gb2 + (n * PB + j0) * D);
     }
     if (need_a) {  // after the implicit barrier: every thread's partials are complete
       const int threads = omp_get_num_threads();

@@ -14,8 +14,9 @@
 // norm, drives both softmaxes to the identity and -L to 0 (to -PA log(1 + epsilon) with an epsilon): a perfect
 // loss that learns nothing, which is why the maps must come from different augmentations.
 //
-// Memory: O(N * P) saved statistics; per thread two (forward) or three (backward) column panels [PA, panel_cols]
-// of the similarity matrices and, in the backward, partial dA1, dA2 [N, PA, D]. The dense reference keeps P x P.
+// Memory: O(N * P) saved statistics; per thread one (forward) or two (backward) column panels [PA, panel_cols]
+// and chunks [48, panel_cols] of the similarity matrices and, in the backward, partial dA1, dA2 [N, PA, D]. The
+// dense reference keeps P x P.
 #pragma once
 #include "engine/tensor.h"
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -181,6 +182,39 @@ TEST_CASE("icon: stable with large feature norms (radius 30, logits up to 900)")
   // The naive composition (softmaxes in float, then their product) underflows to log(0) here: the case matters.
   NoGrad no_grad;
   CHECK_FALSE(std::isfinite(icon_composed(maps).item()));
+}
+
+TEST_CASE("icon: well and badly matched rows of one batch element (product sums and log-domain rows together)") {
+  // Radius 30: A pixels 0 .. 19 copy B pixels 0 .. 19 in both pairs (s_i near 1: the forward's product sum), the
+  // others are independent (s_i far below e^-57: they are summed again in the log domain, and the backward takes
+  // its log-domain branch for them). Both kinds share batch elements, panels and 16-row groups.
+  Rng rng(23);
+  auto maps = random_maps(rng, 2, 53, 41, 8, 30.0f);
+  for (int pair = 0; pair < 2; ++pair) {
+    float* a = maps[2 * pair].data();
+    const float* b = maps[2 * pair + 1].data();
+    for (int64_t n = 0; n < 2; ++n) std::copy_n(b + n * 41 * 8, 20 * 8, a + n * 53 * 8);
+  }
+  IconOptions opt;
+  opt.panel_cols = 16;
+  float blocked = 0, dense = 0;
+  auto gb = grads_of(maps, [&](auto& m) { return icon_loss(m[0], m[1], m[2], m[3], opt); }, &blocked);
+  auto gd = grads_of(maps, [&](auto& m) { return icon_loss_dense(m[0], m[1], m[2], m[3], opt); }, &dense);
+  CHECK(blocked > 10.0f);  // the 33 unmatched rows of each element dominate the mean
+  CHECK(blocked == doctest::Approx(dense).epsilon(1e-4));
+  for (int k = 0; k < 4; ++k) {
+    INFO("input " << k);
+    CHECK(relative_diff(gb[k], gd[k]) < 1e-3f);
+  }
+  // A NaN feature is not hidden by either path: it reaches the loss.
+  NoGrad no_grad;
+  for (int k = 0; k < 4; ++k) {
+    INFO("NaN in input " << k);
+    std::vector<Tensor> copies;
+    for (const Tensor& m : maps) copies.push_back(m.clone());
+    copies[k].data()[5] = std::numeric_limits<float>::quiet_NaN();
+    CHECK(std::isnan(icon_loss(copies[0], copies[1], copies[2], copies[3]).item()));
+  }
 }
 
 TEST_CASE("icon: 'attempt 0' — one fixed vector per position in all four maps drives the loss to 0") {
