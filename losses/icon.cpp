@@ -363,12 +363,14 @@ inline fv max_of(const fv& a, const fv& b) { return a > b ? a : b; }
 
 // Lanes [0, rows) of a vector from / to memory (rows <= kVecLanes); a load fills the other lanes with `fill`.
 fv load_lanes(const float* p, int64_t rows, float fill) {
+  if (rows == kVecLanes) return load<fv>(p);
   float buf[kVecLanes];
   std::fill(buf, buf + kVecLanes, fill);
   std::copy_n(p, rows, buf);
   return load<fv>(buf);
 }
 void store_lanes(float* p, const fv& v, int64_t rows) {
+  if (rows == kVecLanes) return store(p, v);
   float buf[kVecLanes];
   store(buf, v);
   std::copy_n(buf, rows, p);
@@ -448,11 +450,22 @@ void column_exp_and_sum(float* s, int64_t rows, int64_t ld, int64_t cols, float*
   }
 }
 
+// Where products of probabilities stop being exact. Both passes take a sum of products p_ij q_ij (two exps per
+// similarity) where it is exact to float precision, and the log domain (three) where it is not. A product that
+// flushed to zero was below 1.2e-38, so PB of them cost a sum of at least e^kProductFloor = 1.7e-25 at most PB * 7e-14
+// relative (3e-10 at PB = 4096): the forward recomputes in the log domain the rows whose t sum (in the scale of the
+// row's largest S1) is below it, and the backward forms w = p q / (s_i + eps) as a product only where
+// log(s_i + eps) > kProductFloor (else 1 / (s_i + eps) > e^57 could make flushed p q's cost w more than 1e-13).
+constexpr double kProductFloor = -57.0;
+
 // What the backward pass needs from the forward one: O(N * P) row and column statistics.
 struct IconStats {
   std::vector<float> r, c;  // [N, PA] row log-normalisers of S1, [N, PB] column log-normalisers of S2
   std::vector<float> l;     // [N, PA] log(s_i + eps), the per-pixel terms of L
   std::vector<float> rho;   // [N, PA] s_i / (s_i + eps)
+  // [N, PA] 1 / (s_i + eps) where l_i > kProductFloor, for the backward's w_ij = p_ij q_ij / (s_i + eps); 0 in the
+  // other rows, whose w the backward takes in the log domain.
+  std::vector<float> inv_s;
   double total = 0;         // sum over n and i of l_i (that is, sum_n L_n)
 };
 
@@ -520,11 +533,6 @@ void log_domain_rows(const float* a1, const float* b1, const float* a2, const fl
   }
 }
 
-// log of the smallest t sum (in the scale of the row's largest S1) that blocked_forward takes as it is: every term
-// of it that flushed to zero was below 1.2e-38, so PB such terms cost a sum >= e^-57 = 1.7e-25 at most
-// PB * 7e-14 relative (3e-10 at PB = 4096). Rows below it (poor matches) are recomputed by log_domain_rows.
-constexpr double kProductFloor = -57.0;
-
 // One pass over the column panels J of width panel_cols, OpenMP over (batch element, panel) tasks:
 //   S2[:, J] -> column maxima and sums (a whole column is in the panel), c_J, and q = exp(S2 - colmax) / colsum;
 //   S1[:, J], in chunks of rows kept in L1 -> the running row statistics (RunningRows) of S1 and of the t sum
@@ -543,6 +551,7 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
   st.c.resize(static_cast<size_t>(N * PB));
   st.l.resize(static_cast<size_t>(N * PA));
   st.rho.resize(static_cast<size_t>(N * PA));
+  st.inv_s.resize(static_cast<size_t>(N * PA));
   const int64_t rows = N * PA;
   std::vector<double> log_s(static_cast<size_t>(rows));
   std::vector<char> poor(static_cast<size_t>(rows));  // t sum below e^kProductFloor
@@ -611,6 +620,7 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
     const double l = log_s_plus_eps(log_s[i], opt.epsilon);
     st.l[i] = static_cast<float>(l);
     st.rho[i] = static_cast<float>(std::exp(log_s[i] - l));
+    st.inv_s[i] = l > kProductFloor ? static_cast<float>(std::exp(-l)) : 0.0f;
     total += l;
   }
   st.total = total;
@@ -625,6 +635,7 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
 //   pass 1, per chunk: S1, S2 -> p, q, w -> kappa += w, dS1 = alpha (w - rho p) -> dA1 += dS1 B1_J,
 //                      dB1_J^T += A1^T dS1; w and q are kept in two panels [PA, panel_cols] for pass 2;
 //   pass 2, per chunk (kappa now complete): dS2 = alpha (w - q kappa) -> dA2 += dS2 B2_J, dB2_J^T += A2^T dS2.
+// (w and kappa are kept multiplied by alpha, which saves a multiplication in both passes.)
 // dA goes into a per-thread partial [N, PA, padded(D)] summed after the panels; dB_J is owned by the task.
 void blocked_backward(const float* a1, const float* b1, const float* a2, const float* b2, const IconShape& sh,
                       const IconStats& st, float alpha, int64_t panel_cols, float* ga1, float* gb1, float* ga2,
@@ -642,8 +653,8 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
     float* part_a1 = need_a ? partial.data() + omp_get_thread_num() * 2 * part_size : nullptr;
     float* part_a2 = need_a ? part_a1 + part_size : nullptr;
     if (need_a) std::fill(part_a1, part_a1 + 2 * part_size, 0.0f);
-    // Panels w and q [PA, ld]; chunks S1 then dS1, S2 then dS2 [chunk_rows, ld]; kappa [ld]; B1_J^T, B2_J^T and
-    // the two dB_J^T accumulators [D, ld]; B1_J, B2_J with padded rows [ld, ldd].
+    // Panels alpha w and q [PA, ld]; chunks S1 then dS1, S2 then dS2 [chunk_rows, ld]; alpha kappa [ld]; B1_J^T,
+    // B2_J^T and the two dB_J^T accumulators [D, ld]; B1_J, B2_J with padded rows [ld, ldd].
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(2 * PA * ld + 2 * chunk_rows * ld + ld + 4 * D * ld + 2 * ld * ldd));
     float *w = scratch.data(), *q = w + PA * ld, *c1 = q + PA * ld, *c2 = c1 + chunk_rows * ld,
@@ -668,7 +679,7 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
       const float *r = st.r.data() + n * PA, *cj = st.c.data() + n * PB + j0, *l = st.l.data() + n * PA,
-                  *rho = st.rho.data() + n * PA;
+                  *rho = st.rho.data() + n * PA, *inv_s = st.inv_s.data() + n * PA;
       float* pa1 = ga1 ? part_a1 + n * PA * ldd : nullptr;
       float* pa2 = ga2 ? part_a2 + n * PA * ldd : nullptr;
       transpose_padded(b1n + j0 * D, bj, D, b1t, ld);
@@ -682,26 +693,25 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
         panel_product<false>(rows, bj, D, a2n + i0 * D, D, 1, b2t, ld, c2, ld);
         for (int64_t i = i0; i < i0 + rows; ++i) {
           float *s1i = c1 + (i - i0) * ld, *s2i = c2 + (i - i0) * ld, *wi = w + i * ld, *qi = q + i * ld;
-          const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i];
-          // w = p q / (s_i + eps): as a product (two exps, not three) unless 1 / (s_i + eps) > e^57, where p q's
-          // flush to zero below 1.2e-38 could cost w more than 1e-13 (such rows, far from a match, take the log
-          // domain).
-          const auto row = [&](auto as_product, float inv_s) {
+          const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i], alpha_inv_s = alpha * inv_s[i];
+          // alpha w = alpha p q / (s_i + eps) as a product where inv_s says it is exact (kProductFloor), else in
+          // the log domain.
+          const auto row = [&](auto as_product) {
             for_lanes(bj, [&](int64_t j, auto lanes) {
               using F = typename decltype(lanes)::type;
               const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
               const F p = fast_exp(log_p), qij = fast_exp(log_q);
-              F wij;
-              if constexpr (decltype(as_product)::value) wij = p * qij * inv_s;
-              else wij = fast_exp((log_p + log_q) - li);
+              F wij;  // alpha w
+              if constexpr (decltype(as_product)::value) wij = p * qij * alpha_inv_s;
+              else wij = alpha * fast_exp((log_p + log_q) - li);
               store(wi + j, wij);
               store(qi + j, qij);
               store(kappa + j, load<F>(kappa + j) + wij);
-              store(s1i + j, alpha * wij - alpha_rho * p);  // dS1 = alpha (w - rho p)
+              store(s1i + j, wij - alpha_rho * p);  // dS1 = alpha (w - rho p)
             });
           };
-          if (li > -57.0f) row(std::true_type{}, std::exp(-li));
-          else row(std::false_type{}, 0.0f);
+          if (inv_s[i] > 0) row(std::true_type{});
+          else row(std::false_type{});
         }
         gradient_products(c1, i0, rows, bj, a1n, b1_rows, pa1, gb1 ? db1t : nullptr);
       }
@@ -716,7 +726,7 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
           const float *wi = w + i * ld, *qi = q + i * ld;
           for_lanes(bj, [&](int64_t j, auto lanes) {
             using F = typename decltype(lanes)::type;
-            store(ds + j, alpha * (load<F>(wi + j) - load<F>(qi + j) * load<F>(kappa + j)));  // dS2
+            store(ds + j, load<F>(wi + j) - load<F>(qi + j) * load<F>(kappa + j));  // dS2 = alpha (w - q kappa)
           });
         }
         gradient_products(c2, i0, rows, bj, a2n, b2_rows, pa2, gb2 ? db2t : nullptr);
