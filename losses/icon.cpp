@@ -254,14 +254,15 @@ void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const flo
     acc[r][0] = Accumulate ? load<fv>(c + r * ldc) : fv{};
     acc[r][1] = Accumulate ? load<fv>(c + r * ldc + kVecLanes) : fv{};
   }
-  for (int64_t k = 0; k < K; ++k) {
+  int64_t k = 0;
+  do {  // K >= 1 in every call; with a loop that may run 0 times GCC copies acc through the stack around it
     const fv b0 = load<fv>(m + k * ldm), b1 = load<fv>(m + k * ldm + kVecLanes);
     for (int r = 0; r < R; ++r) {
       const fv a = splat<fv>(x[r * x_row + k * x_k]);
       acc[r][0] = multiply_add(a, b0, acc[r][0]);
       acc[r][1] = multiply_add(a, b1, acc[r][1]);
     }
-  }
+  } while (++k < K);
   for (int r = 0; r < R; ++r) {
     store(c + r * ldc, acc[r][0]);
     store(c + r * ldc + kVecLanes, acc[r][1]);
@@ -278,7 +279,7 @@ void micro_tile_rows(int64_t rows, const float* x, int64_t x_row, int64_t x_k, i
   micro_tile<R, Accumulate>(x, x_row, x_k, K, m, ldm, c, ldc);
 }
 
-// C[rows, padded(cols)] (row stride ldc) = (or +=) X[rows, K] M[K, padded(cols)], strides as in micro_tile.
+// C[rows, padded(cols)] (row stride ldc) = (or +=) X[rows, K] M[K, padded(cols)], strides as in micro_tile; K >= 1.
 // M's columns cols .. padded(cols) must be readable (callers zero-pad them), and C has room for them. A long K
 // (dB's K = PA) is cut into chunks of 64 so that both operands' chunks stay in L1 while every tile reads them: a
 // 64-wide panel's 64 rows and 64 rows of A are 24 KB (chunks of 256, 96 KB, ran dB at 60 % of the speed).
