@@ -230,6 +230,70 @@ TEST_CASE("fmicon_train: resuming from a checkpoint reproduces the uninterrupted
   CHECK_THROWS_NAMING(train_fmicon(*net_d, source, other), "cannot resume", "checkpoint.safetensors", "affine");
 }
 
+TEST_CASE("fmicon_train: evaluations during training come every eval_every steps, in eval mode, and survive a resume") {
+  const std::vector<Tensor> photos = synthetic_photos(2, 40, 8);
+  const PairSource source = PairSource::photos(photos, 16);
+  Rng probe_rng(9);
+  const Tensor probe = Tensor::uniform({1, 3, 16, 16}, probe_rng);
+  // A measurement that depends on the weights (so a resumed run must reproduce them) and records the mode.
+  const auto evaluator = [&](FeatureNet& net) {
+    return [&net, &probe](int step) {
+      NoGrad no_grad;
+      const bool training = net.is_training();
+      const Tensor f = net.forward(probe);
+      return EvalRecord{step, static_cast<double>(mean(f).item()), static_cast<double>(f.data()[7]), 0, 0,
+                        training ? 1.0 : 0.0};
+    };
+  };
+  testing::TempDir dir("fmicon_evals");
+  FmiconConfig straight = tiny_config("affine", 5);
+  straight.eval_every = 2;
+  auto net_a = make_feature_net(straight, 3, 16);
+  const FmiconRun full = train_fmicon(*net_a, source, straight, evaluator(*net_a));
+  REQUIRE(full.evals.size() == 3);
+  CHECK(full.evals[0].step == 2);
+  CHECK(full.evals[1].step == 4);
+  CHECK(full.evals[2].step == 5);  // the last step is always measured
+  for (const EvalRecord& e : full.evals) CHECK(e.collapse == 0.0);  // measured in eval mode
+  CHECK(net_a->is_training());                                      // and training resumed in train mode
+  CHECK(full.evals[0].pck1 != full.evals[2].pck1);                  // the weights moved between measurements
+
+  // The evaluations change nothing in training: the same steps without them give the same losses.
+  auto net_b = make_feature_net(straight, 3, 16);
+  const FmiconRun plain = train_fmicon(*net_b, source, straight);
+  CHECK(plain.evals.empty());
+  for (size_t i = 0; i < 5; ++i) CHECK(plain.history[i].loss == full.history[i].loss);
+
+  // Interrupted after step 3 and resumed: the earlier measurements come back from the checkpoint, the later ones
+  // are those of the uninterrupted run, and eval_log.csv holds each once.
+  FmiconConfig part = straight;
+  part.steps = 3;
+  part.out_dir = dir.path();
+  auto net_c = make_feature_net(part, 3, 16);
+  const FmiconRun first = train_fmicon(*net_c, source, part, evaluator(*net_c));
+  REQUIRE(first.evals.size() == 2);  // steps 2 and 3 (its last)
+  FmiconConfig rest = straight;
+  rest.out_dir = dir.path();
+  rest.resume = true;
+  auto net_d = make_feature_net(rest, 3, 16);
+  const FmiconRun resumed = train_fmicon(*net_d, source, rest, evaluator(*net_d));
+  REQUIRE(resumed.evals.size() == 4);
+  CHECK(resumed.evals[0].pck1 == full.evals[0].pck1);
+  CHECK(resumed.evals[1].step == 3);
+  CHECK(resumed.evals[2].step == 4);
+  CHECK(resumed.evals[2].pck1 == full.evals[1].pck1);
+  CHECK(resumed.evals[3].pck1 == full.evals[2].pck1);
+  std::ifstream csv(dir.file("eval_log.csv"));
+  int lines = 0;
+  for (std::string line; std::getline(csv, line);) ++lines;
+  CHECK(lines == 1 + 4);
+
+  FmiconConfig negative = tiny_config("affine", 1);
+  negative.eval_every = -1;
+  auto net_e = make_feature_net(negative, 3, 16);
+  CHECK_THROWS_NAMING(train_fmicon(*net_e, source, negative, evaluator(*net_e)), "--eval-every", "-1");
+}
+
 TEST_CASE("fmicon_train: mismatched sizes and impossible settings are refused clearly") {
   const PairSource source = PairSource::photos(synthetic_photos(1, 40, 7), 16);
   FmiconConfig c = tiny_config("affine+center", 1);

@@ -99,6 +99,27 @@ void plot_curves(const std::vector<Row>& rows, const std::string& path) {
   save_charts_png(path, {loss, radius});
 }
 
+// Held-out PCK@1 and the collapse diagnostic against the training step, one line per attempt: whether an attempt
+// improves and then degrades (the write-up's story for affine warps) shows here, not in the final table.
+void plot_eval_curves(const std::vector<Row>& rows, const std::string& path) {
+  LineChart pck("held-out PCK@1 during training", "step", "% of pixels within 1 px");
+  LineChart collapse("collapse during training", "step", "variance explained by position");
+  bool any = false;
+  for (const Row& r : rows) {
+    if (!r.trained || r.run.evals.empty()) continue;
+    std::vector<double> steps, p1, col;
+    for (const EvalRecord& e : r.run.evals) {
+      steps.push_back(e.step);
+      p1.push_back(e.pck1);
+      col.push_back(e.collapse);
+    }
+    pck.add_series(r.name, steps, p1);
+    collapse.add_series(r.name, steps, col);
+    any = true;
+  }
+  if (any) save_charts_png(path, {pck, collapse});
+}
+
 void plot_pck(const std::vector<Row>& rows, const std::string& path) {
   const int w = 520, h = 380;
   Canvas canvas(3 * w, h);
@@ -119,7 +140,18 @@ Json row_json(const Row& r) {
         .set("final_loss", r.run.final_loss())
         .set("first_loss", r.run.history.empty() ? 0.0 : r.run.history.front().loss)
         .set("train_seconds", r.run.seconds)
-        .set("steps_run_now", r.run.steps_run);
+        .set("steps_run_now", r.run.steps_run)
+        .set("eval_seconds_during_training", r.run.eval_seconds);
+    Json during = Json::array();
+    for (const EvalRecord& e : r.run.evals)
+      during.push(Json::object()
+                      .set("step", e.step)
+                      .set("pck1", e.pck1)
+                      .set("pck2", e.pck2)
+                      .set("pck4", e.pck4)
+                      .set("label_iou", e.label_iou)
+                      .set("position_collapse", e.collapse));
+    j.set("during_training", during);
   }
   if (r.radius > 0) j.set("radius", static_cast<double>(r.radius));
   j.set("pck1", r.eval.pck1)
@@ -158,7 +190,9 @@ int main(int argc, char** argv) {
   flags.add("clip", "20", "gradient-norm clipping threshold (0: off)");
   flags.add("eval-pairs", "32", "held-out evaluation pairs");
   flags.add("checkpoint-every", "50", "steps between checkpoints");
-  flags.add("quick", "false", "tiny budget for the demo (steps 20, crop 32, batch 4, 12 evaluation pairs)");
+  flags.add("eval-every", "50", "steps between held-out evaluations during training (0: only at the end)");
+  flags.add("quick", "false",
+            "tiny budget for the demo (steps 20, crop 32, batch 4, 12 evaluation pairs, evaluation every 5 steps)");
   flags.add("threads", "2", "threads for OpenMP loops and OpenBLAS");
   flags.add("seed", "0", "random seed (initialisation, pairs, warps, evaluation set)");
   flags.add("out", "out/fmicon", "output folder");
@@ -184,6 +218,7 @@ int main(int argc, char** argv) {
     base.seed = static_cast<uint64_t>(flags.get_int("seed"));
     base.resume = flags.get_bool("resume");
     base.checkpoint_every = flags.get_int("checkpoint-every");
+    base.eval_every = flags.get_int_or_quick("eval-every", 5, quick);
     const int64_t crop = flags.get_int_or_quick("crop", 32, quick);
     const int64_t eval_pairs = flags.get_int_or_quick("eval-pairs", 12, quick);
     const float photo_scale = static_cast<float>(flags.get_double("photo-scale"));
@@ -278,7 +313,11 @@ int main(int argc, char** argv) {
       auto net = make_feature_net(config, source->channels(), crop);
       Row row(attempt.name());
       row.trained = true;
-      row.run = train_fmicon(*net, *source, config);
+      const TrainingEvaluator during = [&](int step) {
+        const DenseEvalResult r = evaluate_dense_features(network_features(net, false), eval_set, eo);
+        return EvalRecord{step, r.pck1, r.pck2, r.pck4, r.label_iou, r.position_collapse};
+      };
+      row.run = train_fmicon(*net, *source, config, during);
       row.radius = net->radius();
       net->eval();
       const FeatureFn fn = network_features(net, /*batch_statistics=*/false);
@@ -288,6 +327,12 @@ int main(int argc, char** argv) {
                   "  (%.0f s)\n",
                   row.name.c_str(), row.run.history.front().loss, row.run.final_loss(), row.radius, row.eval.pck1,
                   row.eval.pck2, row.eval.pck4, row.eval.label_iou, row.eval.position_collapse, row.run.seconds);
+      if (!row.run.evals.empty()) {
+        const auto best = std::max_element(row.run.evals.begin(), row.run.evals.end(),
+                                           [](const EvalRecord& x, const EvalRecord& y) { return x.pck1 < y.pck1; });
+        std::printf("  %-20s held-out PCK@1 during training: best %.1f %% at step %d of %zu measured (%.0f s)\n", "",
+                    best->pck1, best->step, row.run.evals.size(), row.run.eval_seconds);
+      }
       std::fflush(stdout);
       rows.push_back(row);
     }
@@ -328,6 +373,7 @@ int main(int argc, char** argv) {
         .set("loss_epsilon", static_cast<double>(base.epsilon))
         .set("photo_scale", static_cast<double>(photo_scale))
         .set("eval_pairs", static_cast<int64_t>(eval_pairs))
+        .set("eval_every", base.eval_every)
         .set("seed", static_cast<int64_t>(base.seed))
         .set("threads", flags.get_int("threads"))
         .set("quick", quick)
@@ -348,8 +394,9 @@ int main(int argc, char** argv) {
     write_json_file(out + "/results.json", results);
     plot_curves(rows, out + "/curves.png");
     plot_pck(rows, out + "/pck.png");
-    std::printf("\n%.0f s in all; wrote %s/{results.json, results.csv, curves.png, pck.png, features_*.png, "
-                "<attempt>/train_log.csv, <attempt>/checkpoint.safetensors}\n",
+    plot_eval_curves(rows, out + "/pck_curve.png");
+    std::printf("\n%.0f s in all; wrote %s/{results.json, results.csv, curves.png, pck.png, pck_curve.png, "
+                "features_*.png, <attempt>/train_log.csv, <attempt>/eval_log.csv, <attempt>/checkpoint.safetensors}\n",
                 seconds, out.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmicon: error: %s\n", e.what());

@@ -279,33 +279,50 @@ std::unique_ptr<Optimizer> make_optimizer(const FmiconConfig& c, std::vector<Ten
   fail("fmicon: unknown optimizer '", c.optimizer, "' (choose rmsprop or adam)");
 }
 
-constexpr int kHistoryColumns = 5;
+// Per-step and per-evaluation records <-> [records, columns] checkpoint tensors (float32 holds step numbers
+// exactly up to 2^24).
+constexpr int64_t kHistoryColumns = 5, kEvalColumns = 6;
 
-Tensor history_tensor(const std::vector<StepRecord>& h) {
-  Tensor t({static_cast<int64_t>(h.size()), kHistoryColumns});
-  for (size_t i = 0; i < h.size(); ++i) {
-    const double row[kHistoryColumns] = {double(h[i].step), h[i].loss, h[i].radius, h[i].grad_norm, h[i].seconds};
-    for (int j = 0; j < kHistoryColumns; ++j) t.data()[i * kHistoryColumns + j] = static_cast<float>(row[j]);
-  }
+Tensor records_tensor(const std::vector<std::vector<double>>& rows, int64_t columns) {
+  Tensor t({static_cast<int64_t>(rows.size()), columns});
+  float* out = t.data();
+  for (const std::vector<double>& row : rows)
+    for (int64_t j = 0; j < columns; ++j) *out++ = static_cast<float>(row[static_cast<size_t>(j)]);
   return t;
 }
 
-std::vector<StepRecord> history_from(const Tensor& t) {
-  check(t.dim() == 2 && t.size(1) == kHistoryColumns, "fmicon: checkpoint history must be [steps, ",
-        kHistoryColumns, "], got ", t.shape());
-  std::vector<StepRecord> h;
-  for (int64_t i = 0; i < t.size(0); ++i) {
-    const float* r = t.data() + i * kHistoryColumns;
-    h.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4]});
-  }
-  return h;
+// The rows of a checkpoint's [records, columns] tensor `name` (none if the checkpoint has no such tensor and
+// `optional`: checkpoints written before evaluations were logged).
+std::vector<const float*> records_from(const Checkpoint& cp, const std::string& name, int64_t columns, bool optional) {
+  if (optional && !cp.contains(name)) return {};
+  const Tensor& t = cp.get(name);
+  check(t.dim() == 2 && t.size(1) == columns, "fmicon: checkpoint tensor '", name, "' must be [records, ", columns,
+        "], got ", t.shape());
+  std::vector<const float*> rows;
+  for (int64_t i = 0; i < t.size(0); ++i) rows.push_back(t.data() + i * columns);
+  return rows;
+}
+
+Tensor history_tensor(const std::vector<StepRecord>& h) {
+  std::vector<std::vector<double>> rows;
+  for (const StepRecord& r : h) rows.push_back({double(r.step), r.loss, r.radius, r.grad_norm, r.seconds});
+  return records_tensor(rows, kHistoryColumns);
+}
+
+Tensor evals_tensor(const std::vector<EvalRecord>& e) {
+  std::vector<std::vector<double>> rows;
+  for (const EvalRecord& r : e) rows.push_back({double(r.step), r.pck1, r.pck2, r.pck4, r.label_iou, r.collapse});
+  return records_tensor(rows, kEvalColumns);
 }
 
 }  // namespace
 
-FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconConfig& c) {
+FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconConfig& c,
+                       const TrainingEvaluator& evaluate) {
   check(c.steps >= 1 && c.batch >= 1 && c.lr > 0, "fmicon: steps, batch and lr must be positive (got ", c.steps, ", ",
         c.batch, ", ", c.lr, ")");
+  check(c.eval_every >= 0, "fmicon: --eval-every must be 0 (no evaluations during training) or positive, got ",
+        c.eval_every);
   check(net.size() == source.crop(), "fmicon: the network is built for ", net.size(), "x", net.size(),
         " inputs but the pairs are ", source.crop(), "x", source.crop(), " crops");
   check(!c.attempt.center || c.batch >= 2, "fmicon: attempt '", c.attempt.name(), "' subtracts the batch mean, ",
@@ -325,7 +342,10 @@ FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconCo
             c.attempt.name(), "'");
       load_into(Checkpoint{strip_prefix(cp.tensors, "model."), {}}, state, /*strict=*/true);
       opt->load_state(strip_prefix(cp.tensors, "optimizer."));
-      run.history = history_from(cp.get("history"));
+      for (const float* r : records_from(cp, "history", kHistoryColumns, false))
+        run.history.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4]});
+      for (const float* r : records_from(cp, "evals", kEvalColumns, true))
+        run.evals.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4], r[5]});
     } catch (const Error& e) {
       fail("cannot resume from ", ckpt, " (was it written with other flags?): ", e.what());
     }
@@ -341,11 +361,19 @@ FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconCo
     csv = std::make_unique<CsvLog>(c.out_dir + "/train_log.csv",
                                    std::vector<std::string>{"step", "loss", "radius", "grad_norm", "seconds"},
                                    /*append=*/first > 0);
+  std::unique_ptr<CsvLog> eval_csv;
+  const bool evaluating = evaluate && c.eval_every > 0;
+  if (!c.out_dir.empty() && evaluating)
+    eval_csv = std::make_unique<CsvLog>(
+        c.out_dir + "/eval_log.csv",
+        std::vector<std::string>{"step", "pck1", "pck2", "pck4", "label_iou", "position_collapse"},
+        /*append=*/first > 0 && !run.evals.empty());
   auto save = [&] {
     NamedTensors all = with_prefix("model.", net.named_parameters());
     for (auto& nt : with_prefix("model.", net.named_buffers())) all.push_back(nt);
     for (auto& nt : with_prefix("optimizer.", opt->state())) all.push_back(nt);
     all.emplace_back("history", history_tensor(run.history));
+    all.emplace_back("evals", evals_tensor(run.evals));
     save_safetensors(ckpt, all, {{"format", format}, {"step", std::to_string(run.history.size())}});
   };
 
@@ -370,15 +398,28 @@ FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconCo
     run.history.push_back(rec);
     ++run.steps_run;
     if (csv) csv->row({rec.step, rec.loss, rec.radius, rec.grad_norm, rec.seconds});
+    if (evaluating && (rec.step % c.eval_every == 0 || rec.step == c.steps)) {
+      const auto te = std::chrono::steady_clock::now();
+      net.eval();
+      const EvalRecord e = evaluate(rec.step);
+      net.train();
+      run.evals.push_back(e);
+      if (eval_csv) eval_csv->row({e.step, e.pck1, e.pck2, e.pck4, e.label_iou, e.collapse});
+      run.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
+    }
     if (!ckpt.empty() && ((step + 1) % std::max(1, c.checkpoint_every) == 0 || step + 1 == c.steps)) save();
     if (bar) {
-      char extra[80];
-      std::snprintf(extra, sizeof extra, "loss %.4f radius %.2f", rec.loss, rec.radius);
+      char extra[96];
+      const int n = std::snprintf(extra, sizeof extra, "loss %.4f radius %.2f", rec.loss, rec.radius);
+      if (!run.evals.empty())
+        std::snprintf(extra + n, sizeof extra - n, " PCK@1 %.1f %% (step %d)", run.evals.back().pck1,
+                      run.evals.back().step);
       bar->step(c.batch, extra);
     }
   }
   if (bar) bar->finish();
-  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  run.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() - run.eval_seconds;
   return run;
 }
 

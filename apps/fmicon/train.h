@@ -16,6 +16,7 @@
 //   affine+roll+center   all three (the reference recipe, augment/warp.h fmicon_warp)
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -129,6 +130,7 @@ struct FmiconConfig {
   std::string out_dir;                // checkpoint.safetensors and train_log.csv go here when not empty
   bool resume = false;                // continue from out_dir/checkpoint.safetensors if it exists
   int checkpoint_every = 50;          // steps between checkpoints (and always after the last step)
+  int eval_every = 0;                 // steps between held-out evaluations (and after the last step); 0: none
   bool progress = true;               // progress bar on stderr
 };
 
@@ -137,9 +139,19 @@ struct StepRecord {
   double loss, radius, grad_norm, seconds;
 };
 
+// Held-out correspondence measured during training (see evaluate.h for what the numbers mean).
+struct EvalRecord {
+  int step;  // measured after this many steps
+  double pck1, pck2, pck4, label_iou, collapse;
+};
+// Measures the network as it is after `step` steps; train_fmicon calls it with the network in eval mode.
+using TrainingEvaluator = std::function<EvalRecord(int step)>;
+
 struct FmiconRun {
   std::vector<StepRecord> history;  // all steps, including those restored from a checkpoint
-  double seconds = 0;               // wall time of the steps run in this call
+  std::vector<EvalRecord> evals;    // every config.eval_every steps, including those restored from a checkpoint
+  double seconds = 0;               // wall time of the steps run in this call, evaluations not included
+  double eval_seconds = 0;          // wall time of this call's evaluations
   int steps_run = 0;                // steps run in this call
   double final_loss() const;        // mean loss over the last 10 % of the steps (at least 1)
 };
@@ -152,7 +164,11 @@ Tensor fmicon_step_loss(Module& net, const Attempt& attempt, const PairBatch& pa
                         float epsilon);
 
 // Trains `net` (made by make_feature_net with the same config) on pairs from `source`. Step k's pairs and warps
-// come from an Rng seeded by (seed, k), so a resumed run takes exactly the steps it would have taken.
-FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconConfig& config);
+// come from an Rng seeded by (seed, k), so a resumed run takes exactly the steps it would have taken. With
+// config.eval_every > 0 and an `evaluate`, it measures the network every eval_every steps and after the last one
+// (to see a method improve and then degrade, not just where it ends), logs each measurement to
+// <out_dir>/eval_log.csv and keeps them in the checkpoint.
+FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconConfig& config,
+                       const TrainingEvaluator& evaluate = {});
 
 }  // namespace eq
