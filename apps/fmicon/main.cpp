@@ -313,15 +313,18 @@ int main(int argc, char** argv) {
       auto net = make_feature_net(config, source->channels(), crop);
       Row row(attempt.name());
       row.trained = true;
+      const FeatureFn fn = network_features(net, /*batch_statistics=*/false);
+      DenseEvalResult after_last_step;  // the measurement after the last step doubles as the final one
+      bool measured_last_step = false;
       const TrainingEvaluator during = [&](int step) {
-        const DenseEvalResult r = evaluate_dense_features(network_features(net, false), eval_set, eo);
+        const DenseEvalResult r = evaluate_dense_features(fn, eval_set, eo);
+        if (step == config.steps) after_last_step = r, measured_last_step = true;
         return EvalRecord{step, r.pck1, r.pck2, r.pck4, r.label_iou, r.position_collapse};
       };
       row.run = train_fmicon(*net, *source, config, during);
       row.radius = net->radius();
       net->eval();
-      const FeatureFn fn = network_features(net, /*batch_statistics=*/false);
-      row.eval = evaluate_dense_features(fn, eval_set, eo);
+      row.eval = measured_last_step ? after_last_step : evaluate_dense_features(fn, eval_set, eo);
       write_feature_pictures(fn, eval_set, picture_rows, out + "/features_" + file_label(row.name) + ".png");
       std::printf("  %-20s loss %.4f -> %.4f  radius %.2f  PCK@1/2/4 %.1f / %.1f / %.1f %%  J %.1f %%  collapse %.3f"
                   "  (%.0f s)\n",
