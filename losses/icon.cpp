@@ -141,20 +141,6 @@ void store(float* p, const F& v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Calls body(j, Lanes<F>{}) with F = fv for j = 0, kVecLanes, 2 kVecLanes, ... and with F = float for the last
-// n % kVecLanes elements;
-// the body reads F as `typename decltype(lanes)::type`.
-template <class F>
-struct Lanes {
-  using type = F;
-};
-template <class Body>
-void for_lanes(int64_t n, Body body) {
-  int64_t j = 0;
-  for (; j + kVecLanes <= n; j += kVecLanes) body(j, Lanes<fv>{});
-  for (; j < n; ++j) body(j, Lanes<float>{});
-}
-
 // Flush-to-zero and denormals-are-zero for one thread while it sweeps panels, restored after. Far from the match,
 // w, p and q products fall below FLT_MIN; arithmetic on such denormal floats takes a slow microcode path (the
 // backward ran ~4x slower at radius 12). Flushing them changes each term by less than 1.2e-38.
@@ -211,14 +197,21 @@ inline f16 fast_exp<f16>(const f16& x) {
 // ---------------------------------------------------------------------------------------------------------------
 // Panel products. Every product here has one small side (D or the panel width): S[:, J] = A B_J^T has K = D,
 // dA += dS B_J has K = panel width, dB_J^T = A^T dS has D output rows. A register-tiled micro-kernel reads both
-// operands in place (strided), writes each kMicroRows x kGroup block once (12 x 32 with AVX-512, 6 x 16 with AVX2),
-// and needs no packing or C-zeroing pass; with K = 32 those passes cost OpenBLAS about a third of its time.
+// operands in place (strided), writes each block of C once, and needs no packing or C-zeroing pass; with K = 32
+// those passes cost OpenBLAS about a third of its time. Two tile shapes: kMicroRows x kGroup (12 x 32 with
+// AVX-512, 6 x 16 with AVX2) and, with AVX-512 where a block of C is 64 columns wide, kWideRows x kWideGroup
+// (6 x 64). Per step of k a tile loads its row of M (V vectors) and broadcasts one X value per row: 14 loads per 24
+// FMAs for 12 x 32, 10 for 6 x 64. The wider tile ran the 64x64 ICON step ~4 % faster (median of twelve alternated
+// runs): this machine's cores lose load bandwidth, not FMA throughput, to whatever else runs on them.
 // ---------------------------------------------------------------------------------------------------------------
 
-// A micro-tile row is two vectors of the elementwise type fv: 32 columns with AVX-512, 16 otherwise.
+// A micro-tile row is two vectors of the elementwise type fv (the wide tile's four): 32 columns with AVX-512, 16
+// otherwise.
 constexpr int64_t kGroup = 2 * kVecLanes;  // columns per micro-tile
 #if defined(__AVX512F__)
 constexpr int kMicroRows = 12;  // 12 x 2 accumulators + 2 operands + 1 broadcast = 27 of AVX-512's 32 registers
+constexpr int kWideRows = 6;    // 6 x 4 accumulators + 4 operands + 1 broadcast = 29 registers
+constexpr int64_t kWideGroup = 4 * kVecLanes;
 #else
 constexpr int kMicroRows = 6;   // 6 x 2 accumulators + 2 operands + 1 broadcast = 15 of AVX2's 16 registers
 #endif
@@ -244,40 +237,39 @@ inline f8 multiply_add(const f8& a, const f8& b, const f8& c) {
 }
 #endif
 
-// C[R, kGroup] (=, or += with Accumulate) sum_k X(r, k) M(k, 0..kGroup), X(r, k) = x[r * x_row + k * x_k], M's row
+// C[R, V * kVecLanes] (=, or += with Accumulate) sum_k X(r, k) M(k, ..), X(r, k) = x[r * x_row + k * x_k], M's row
 // k at m + k * ldm.
-template <int R, bool Accumulate>
+template <int R, int V, bool Accumulate>
 void micro_tile(const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm, float* c,
                 int64_t ldc) {
-  fv acc[R][2];
-  for (int r = 0; r < R; ++r) {
-    acc[r][0] = Accumulate ? load<fv>(c + r * ldc) : fv{};
-    acc[r][1] = Accumulate ? load<fv>(c + r * ldc + kVecLanes) : fv{};
-  }
+  fv acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = Accumulate ? load<fv>(c + r * ldc + v * kVecLanes) : fv{};
   int64_t k = 0;
   do {  // K >= 1 in every call; with a loop that may run 0 times GCC copies acc through the stack around it
-    const fv b0 = load<fv>(m + k * ldm), b1 = load<fv>(m + k * ldm + kVecLanes);
+    fv b[V];
+    for (int v = 0; v < V; ++v) b[v] = load<fv>(m + k * ldm + v * kVecLanes);
     for (int r = 0; r < R; ++r) {
       const fv a = splat<fv>(x[r * x_row + k * x_k]);
-      acc[r][0] = multiply_add(a, b0, acc[r][0]);
-      acc[r][1] = multiply_add(a, b1, acc[r][1]);
+      for (int v = 0; v < V; ++v) acc[r][v] = multiply_add(a, b[v], acc[r][v]);
     }
   } while (++k < K);
-  for (int r = 0; r < R; ++r) {
-    store(c + r * ldc, acc[r][0]);
-    store(c + r * ldc + kVecLanes, acc[r][1]);
-  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) store(c + r * ldc + v * kVecLanes, acc[r][v]);
 }
 
-// micro_tile with R = rows (1 .. kMicroRows), R fixed at compile time.
-template <bool Accumulate, int R = kMicroRows>
+// micro_tile<R, V> for the first `rows` (1 .. MaxRows) rows, R fixed at compile time.
+template <int V, int MaxRows, bool Accumulate>
 void micro_tile_rows(int64_t rows, const float* x, int64_t x_row, int64_t x_k, int64_t K, const float* m, int64_t ldm,
                      float* c, int64_t ldc) {
-  if constexpr (R > 1) {
-    if (rows < R) return micro_tile_rows<Accumulate, R - 1>(rows, x, x_row, x_k, K, m, ldm, c, ldc);
+  if constexpr (MaxRows > 1) {
+    if (rows < MaxRows) return micro_tile_rows<V, MaxRows - 1, Accumulate>(rows, x, x_row, x_k, K, m, ldm, c, ldc);
   }
-  micro_tile<R, Accumulate>(x, x_row, x_k, K, m, ldm, c, ldc);
+  micro_tile<MaxRows, V, Accumulate>(x, x_row, x_k, K, m, ldm, c, ldc);
 }
+
+template <int I>
+using Int = std::integral_constant<int, I>;
 
 // C[rows, padded(cols)] (row stride ldc) = (or +=) X[rows, K] M[K, padded(cols)], strides as in micro_tile; K >= 1.
 // M's columns cols .. padded(cols) must be readable (callers zero-pad them), and C has room for them. A long K
@@ -289,16 +281,25 @@ void panel_product(int64_t rows, int64_t cols, int64_t K, const float* x, int64_
   constexpr int64_t kChunk = 64;
   for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
     const int64_t kc = std::min(kChunk, K - k0);
-    const bool overwrite = !Accumulate && k0 == 0;
+    // The tile [rows_here, V * kVecLanes] at row i, column g of C, for this chunk of k.
+    const auto tile = [&](auto v, auto max_rows, int64_t i, int64_t rows_here, int64_t g) {
+      constexpr int V = decltype(v)::value, MaxRows = decltype(max_rows)::value;
+      const float *xi = x + i * x_row + k0 * x_k, *mg = m + k0 * ldm + g;
+      float* cig = c + i * ldc + g;
+      if (!Accumulate && k0 == 0)
+        micro_tile_rows<V, MaxRows, false>(rows_here, xi, x_row, x_k, kc, mg, ldm, cig, ldc);
+      else
+        micro_tile_rows<V, MaxRows, true>(rows_here, xi, x_row, x_k, kc, mg, ldm, cig, ldc);
+    };
     for (int64_t i = 0; i < rows; i += kMicroRows) {
-      const float* xi = x + i * x_row + k0 * x_k;
-      float* ci = c + i * ldc;
       const int64_t rows_here = std::min<int64_t>(kMicroRows, rows - i);
-      for (int64_t g = 0; g < padded(cols); g += kGroup) {
-        const float* mg = m + k0 * ldm + g;
-        if (overwrite) micro_tile_rows<false>(rows_here, xi, x_row, x_k, kc, mg, ldm, ci + g, ldc);
-        else micro_tile_rows<true>(rows_here, xi, x_row, x_k, kc, mg, ldm, ci + g, ldc);
-      }
+      int64_t g = 0;
+#if defined(__AVX512F__)
+      for (; g + kWideGroup <= padded(cols); g += kWideGroup)
+        for (int64_t h = 0; h < rows_here; h += kWideRows)
+          tile(Int<4>{}, Int<kWideRows>{}, i + h, std::min<int64_t>(kWideRows, rows_here - h), g);
+#endif
+      for (; g < padded(cols); g += kGroup) tile(Int<2>{}, Int<kMicroRows>{}, i, rows_here, g);
     }
   }
 }
@@ -629,6 +630,44 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
   return st;
 }
 
+// The per-row quantities of one chunk of rows (pointers at its first row).
+struct ChunkRows {
+  const float *r, *l, *rho, *inv_s;
+};
+
+// The backward's elementwise work on one chunk of rows: s1, s2 [rows, ld] hold S1, S2; c [cols] the panel's column
+// log-normalisers, +inf past the panel (so that q = 0 and w = 0 there). Writes alpha w and q to the panels' rows
+// w, q [rows, ld], adds alpha w to kappa [cols], and overwrites s1 with dS1 = alpha (w - rho p). alpha w = alpha p q /
+// (s_i + eps) is a product where inv_s says that is exact (kProductFloor), else taken in the log domain.
+void gradients_of_similarities(float* s1, const float* s2, int64_t ld, int64_t rows, int64_t cols, const float* c,
+                               const ChunkRows& row, float alpha, float* w, float* q, float* kappa) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float *s1i = s1 + i * ld, *wi = w + i * ld, *qi = q + i * ld;
+    const float* s2i = s2 + i * ld;
+    const fv ri = splat<fv>(row.r[i]), alpha_rho = splat<fv>(alpha * row.rho[i]);
+    // alpha_w(log p, log q, p, q) = alpha w.
+    const auto sweep = [&](auto alpha_w) {
+      for (int64_t j = 0; j < cols; j += kVecLanes) {
+        const fv log_p = load<fv>(s1i + j) - ri, log_q = load<fv>(s2i + j) - load<fv>(c + j);
+        const fv p = fast_exp(log_p), qij = fast_exp(log_q), wij = alpha_w(log_p, log_q, p, qij);
+        store(wi + j, wij);
+        store(qi + j, qij);
+        store(kappa + j, load<fv>(kappa + j) + wij);
+        store(s1i + j, wij - alpha_rho * p);
+      }
+    };
+    if (row.inv_s[i] > 0) {
+      const fv alpha_inv_s = splat<fv>(alpha * row.inv_s[i]);
+      sweep([&](const fv&, const fv&, const fv& p, const fv& qij) { return p * qij * alpha_inv_s; });
+    } else {
+      const fv li = splat<fv>(row.l[i]), alpha_v = splat<fv>(alpha);
+      sweep([&](const fv& log_p, const fv& log_q, const fv&, const fv&) {
+        return alpha_v * fast_exp((log_p + log_q) - li);
+      });
+    }
+  }
+}
+
 // Accumulates alpha * dL/d(input) into each non-null gradient ([N, PA, D] for ga*, [N, PB, D] for gb*).
 // OpenMP over (batch element, column panel [PA, panel_cols]) tasks; kappa is complete inside a panel. A panel is
 // walked in chunks of kChunkRows rows, so that each chunk's similarities and gradients stay in L1 from the product
@@ -655,13 +694,14 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
     float* part_a1 = need_a ? partial.data() + omp_get_thread_num() * 2 * part_size : nullptr;
     float* part_a2 = need_a ? part_a1 + part_size : nullptr;
     if (need_a) std::fill(part_a1, part_a1 + 2 * part_size, 0.0f);
-    // Panels alpha w and q [PA, ld]; chunks S1 then dS1, S2 then dS2 [chunk_rows, ld]; alpha kappa [ld]; B1_J^T,
-    // B2_J^T and the two dB_J^T accumulators [D, ld]; B1_J, B2_J with padded rows [ld, ldd].
+    // Panels alpha w and q [PA, ld]; chunks S1 then dS1, S2 then dS2 [chunk_rows, ld]; alpha kappa and the column
+    // log-normalisers c padded with +inf [ld]; B1_J^T, B2_J^T and the two dB_J^T accumulators [D, ld]; B1_J, B2_J
+    // with padded rows [ld, ldd].
     thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<size_t>(2 * PA * ld + 2 * chunk_rows * ld + ld + 4 * D * ld + 2 * ld * ldd));
+    scratch.resize(static_cast<size_t>(2 * PA * ld + 2 * chunk_rows * ld + 2 * ld + 4 * D * ld + 2 * ld * ldd));
     float *w = scratch.data(), *q = w + PA * ld, *c1 = q + PA * ld, *c2 = c1 + chunk_rows * ld,
-          *kappa = c2 + chunk_rows * ld, *b1t = kappa + ld, *b2t = b1t + D * ld, *db1t = b2t + D * ld,
-          *db2t = db1t + D * ld, *b1_rows = db2t + D * ld, *b2_rows = b1_rows + ld * ldd;
+          *kappa = c2 + chunk_rows * ld, *c_pad = kappa + ld, *b1t = c_pad + ld, *b2t = b1t + D * ld,
+          *db1t = b2t + D * ld, *db2t = db1t + D * ld, *b1_rows = db2t + D * ld, *b2_rows = b1_rows + ld * ldd;
     // The products of one chunk's gradient dS [rows, ld] (rows i0 ..): dA[i0 ..] += dS B_J (into the partial),
     // dB_J^T += A[i0 ..]^T dS (the first chunk overwrites).
     const auto gradient_products = [&](const float* ds, int64_t i0, int64_t rows, int64_t bj, const float* an,
@@ -679,6 +719,7 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
 #pragma omp for schedule(static)  // static: each thread's partial sums are the same every run
     for (int64_t task = 0; task < N * panels; ++task) {
       const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
+      const int64_t cols = (bj + kVecLanes - 1) / kVecLanes * kVecLanes;  // whole vectors; S1, S2 = 0 past bj
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
       const float *r = st.r.data() + n * PA, *cj = st.c.data() + n * PB + j0, *l = st.l.data() + n * PA,
                   *rho = st.rho.data() + n * PA, *inv_s = st.inv_s.data() + n * PA;
@@ -689,32 +730,13 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       if (ga1) copy_padded(b1n + j0 * D, bj, D, b1_rows);
       if (ga2) copy_padded(b2n + j0 * D, bj, D, b2_rows);
       std::fill(kappa, kappa + ld, 0.0f);
+      for (int64_t j = 0; j < cols; ++j) c_pad[j] = j < bj ? cj[j] : std::numeric_limits<float>::infinity();
       for (int64_t i0 = 0; i0 < PA; i0 += chunk_rows) {  // pass 1
         const int64_t rows = std::min(chunk_rows, PA - i0);
         panel_product<false>(rows, bj, D, a1n + i0 * D, D, 1, b1t, ld, c1, ld);
         panel_product<false>(rows, bj, D, a2n + i0 * D, D, 1, b2t, ld, c2, ld);
-        for (int64_t i = i0; i < i0 + rows; ++i) {
-          float *s1i = c1 + (i - i0) * ld, *s2i = c2 + (i - i0) * ld, *wi = w + i * ld, *qi = q + i * ld;
-          const float ri = r[i], li = l[i], alpha_rho = alpha * rho[i], alpha_inv_s = alpha * inv_s[i];
-          // alpha w = alpha p q / (s_i + eps) as a product where inv_s says it is exact (kProductFloor), else in
-          // the log domain.
-          const auto row = [&](auto as_product) {
-            for_lanes(bj, [&](int64_t j, auto lanes) {
-              using F = typename decltype(lanes)::type;
-              const F log_p = load<F>(s1i + j) - ri, log_q = load<F>(s2i + j) - load<F>(cj + j);
-              const F p = fast_exp(log_p), qij = fast_exp(log_q);
-              F wij;  // alpha w
-              if constexpr (decltype(as_product)::value) wij = p * qij * alpha_inv_s;
-              else wij = alpha * fast_exp((log_p + log_q) - li);
-              store(wi + j, wij);
-              store(qi + j, qij);
-              store(kappa + j, load<F>(kappa + j) + wij);
-              store(s1i + j, wij - alpha_rho * p);  // dS1 = alpha (w - rho p)
-            });
-          };
-          if (inv_s[i] > 0) row(std::true_type{});
-          else row(std::false_type{});
-        }
+        gradients_of_similarities(c1, c2, ld, rows, cols, c_pad, {r + i0, l + i0, rho + i0, inv_s + i0}, alpha,
+                                  w + i0 * ld, q + i0 * ld, kappa);
         gradient_products(c1, i0, rows, bj, a1n, b1_rows, pa1, gb1 ? db1t : nullptr);
       }
       if (!(ga2 || gb2)) {
@@ -723,13 +745,11 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       }
       for (int64_t i0 = 0; i0 < PA; i0 += chunk_rows) {  // pass 2
         const int64_t rows = std::min(chunk_rows, PA - i0);
-        for (int64_t i = i0; i < i0 + rows; ++i) {
-          float *ds = c2 + (i - i0) * ld;
-          const float *wi = w + i * ld, *qi = q + i * ld;
-          for_lanes(bj, [&](int64_t j, auto lanes) {
-            using F = typename decltype(lanes)::type;
-            store(ds + j, load<F>(wi + j) - load<F>(qi + j) * load<F>(kappa + j));  // dS2 = alpha (w - q kappa)
-          });
+        for (int64_t i = 0; i < rows; ++i) {
+          float* ds = c2 + i * ld;
+          const float *wi = w + (i0 + i) * ld, *qi = q + (i0 + i) * ld;
+          for (int64_t j = 0; j < cols; j += kVecLanes)  // dS2 = alpha (w - q kappa)
+            store(ds + j, load<fv>(wi + j) - load<fv>(qi + j) * load<fv>(kappa + j));
         }
         gradient_products(c2, i0, rows, bj, a2n, b2_rows, pa2, gb2 ? db2t : nullptr);
       }

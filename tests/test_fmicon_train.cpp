@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <fstream>
 
 #include "apps/fmicon/train.cpp"
 #include "engine/elementwise.h"
@@ -97,6 +98,42 @@ TEST_CASE("fmicon_train: the feature net puts every pixel on the sphere; centeri
   FeatureNet plain(3, 6, 4, 2, 8, /*center=*/false, 5.0f, rng);
   CHECK(plain.name().find("PixelCenter") == std::string::npos);
   CHECK_THROWS_NAMING(net.forward(Tensor::uniform({4, 3, 10, 10}, rng)), "PixelCenter", "[4, 6, 10, 10]");
+}
+
+TEST_CASE("fmicon_train: centering by another mean: the held-out set's own per-location mean in place of the running one") {
+  Rng rng(4);
+  FeatureNet net(3, 6, 4, 2, 8, /*center=*/true, 12.0f, rng);
+  for (int k = 0; k < 3; ++k) net.forward(Tensor::uniform({4, 3, 8, 8}, rng));  // moves the running mean off zero
+  const Tensor images = Tensor::uniform({5, 3, 8, 8}, rng);
+  net.eval();
+  const Tensor by_running = net.forward(images);
+  Tensor running;
+  for (const auto& [name, buffer] : net.named_buffers())
+    if (name == "center.running_mean") running = buffer;
+  REQUIRE(running.defined());
+  CHECK(net.forward_centered(images, running).to_vector() == by_running.to_vector());
+  // The mean of the U-Net's output over the images, in any batching; subtracting it is what the running mean
+  // would do if it were that mean.
+  const Tensor m = net.position_mean(images, 2);
+  CHECK(m.shape() == Shape{6, 8, 8});
+  const std::vector<float> m1 = m.to_vector(), m5 = net.position_mean(images, 5).to_vector();
+  for (size_t i = 0; i < m1.size(); ++i) CHECK(m1[i] == doctest::Approx(m5[i]).epsilon(1e-5));
+  const Tensor centred = net.forward_centered(images, m);
+  std::copy(m1.begin(), m1.end(), running.data());  // the buffer itself (tensors share storage)
+  const std::vector<float> a = centred.to_vector(), b = net.forward(images).to_vector();
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == doctest::Approx(b[i]).epsilon(1e-5));
+  CHECK(std::fabs(a[0] - by_running.to_vector()[0]) > 1e-4f);  // a different mean, different features
+  // One image centred by its own mean keeps nothing: the U-Net's output minus itself, 0 at every pixel.
+  const Tensor one = slice(images, 0, 0, 1);
+  for (float v : net.forward_centered(one, net.position_mean(one)).to_vector()) CHECK(v == 0.0f);
+  CHECK(!net.is_training());  // both leave the mode as they found it
+  net.train();
+  net.position_mean(images);
+  CHECK(net.is_training());
+  FeatureNet plain(3, 6, 4, 2, 8, /*center=*/false, 5.0f, rng);
+  CHECK_THROWS_NAMING(plain.position_mean(images), "FeatureNet::position_mean", "PixelCenter");
+  CHECK_THROWS_NAMING(net.forward_centered(images, Tensor::zeros({6, 4, 4})), "FeatureNet::forward_centered",
+                      "[6, 8, 8]", "[6, 4, 4]");
 }
 
 TEST_CASE("fmicon_train: photo pairs are offset crops of one photo; frame pairs are the same crop of two frames") {
@@ -292,6 +329,69 @@ TEST_CASE("fmicon_train: evaluations during training come every eval_every steps
   negative.eval_every = -1;
   auto net_e = make_feature_net(negative, 3, 16);
   CHECK_THROWS_NAMING(train_fmicon(*net_e, source, negative, evaluator(*net_e)), "--eval-every", "-1");
+}
+
+TEST_CASE("fmicon_train: attempts with centering log the set-mean measurements; older checkpoints and logs resume") {
+  const PairSource source = PairSource::photos(synthetic_photos(2, 40, 8), 16);
+  // A stand-in measurement with distinct, step-dependent set-mean values.
+  const TrainingEvaluator evaluator = [](int step) {
+    EvalRecord e{step, 1.0 * step, 0, 0, 0, 0};
+    e.pck1_set_mean = 10.0 * step;
+    e.collapse_set_mean = -0.5 * step;
+    return e;
+  };
+  const auto header_of = [](const std::string& path) { return first_line(path); };
+  testing::TempDir dir("fmicon_set_mean");
+  FmiconConfig c = tiny_config("affine+center", 2);
+  c.eval_every = 1;
+  c.out_dir = dir.path();
+  auto net = make_feature_net(c, 3, 16);
+  train_fmicon(*net, source, c, evaluator);
+  CHECK(header_of(dir.file("eval_log.csv")) ==
+        "step,pck1,pck2,pck4,label_iou,position_collapse,pck1_set_mean,position_collapse_set_mean");
+  // Resumed for a third step: the first two come back from the checkpoint with their set-mean values.
+  FmiconConfig more = c;
+  more.steps = 3;
+  more.resume = true;
+  auto net2 = make_feature_net(more, 3, 16);
+  const FmiconRun resumed = train_fmicon(*net2, source, more, evaluator);
+  REQUIRE(resumed.evals.size() == 3);
+  CHECK(resumed.evals[1].pck1_set_mean == 20.0);
+  CHECK(resumed.evals[1].collapse_set_mean == -1.0);
+  CHECK(resumed.evals[2].pck1_set_mean == 30.0);
+
+  // A checkpoint and a log from before the set-mean columns: the measurements load with NaN there, and the log
+  // goes on in its own six columns.
+  Checkpoint cp = load_safetensors(dir.file("checkpoint.safetensors"));
+  for (auto& [name, t] : cp.tensors)
+    if (name == "evals") {
+      Tensor six({t.size(0), 6});
+      for (int64_t i = 0; i < t.size(0); ++i) std::copy_n(t.data() + i * 8, 6, six.data() + i * 6);
+      t = six;
+    }
+  save_safetensors(dir.file("checkpoint.safetensors"), cp.tensors, cp.metadata);
+  {
+    std::ofstream old_log(dir.file("eval_log.csv"));
+    old_log << "step,pck1,pck2,pck4,label_iou,position_collapse\n";
+  }
+  FmiconConfig later = more;
+  later.steps = 4;
+  auto net3 = make_feature_net(later, 3, 16);
+  const FmiconRun from_old = train_fmicon(*net3, source, later, evaluator);
+  REQUIRE(from_old.evals.size() == 4);
+  CHECK(from_old.evals[0].pck1 == 1.0);
+  CHECK(std::isnan(from_old.evals[0].pck1_set_mean));
+  CHECK(from_old.evals[3].pck1_set_mean == 40.0);
+  CHECK(header_of(dir.file("eval_log.csv")) == "step,pck1,pck2,pck4,label_iou,position_collapse");
+
+  // Attempts without centering keep six columns.
+  testing::TempDir plain_dir("fmicon_no_set_mean");
+  FmiconConfig plain = tiny_config("roll", 1);
+  plain.eval_every = 1;
+  plain.out_dir = plain_dir.path();
+  auto net4 = make_feature_net(plain, 3, 16);
+  train_fmicon(*net4, source, plain, evaluator);
+  CHECK(header_of(plain_dir.file("eval_log.csv")) == "step,pck1,pck2,pck4,label_iou,position_collapse");
 }
 
 TEST_CASE("fmicon_train: mismatched sizes and impossible settings are refused clearly") {

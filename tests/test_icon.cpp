@@ -120,8 +120,9 @@ TEST_CASE("icon: blocked equals the dense reference on odd sizes and tilings (va
   };
   // Panels narrower than P and not dividing it (also not a multiple of the kernel's 16 columns), wider than P,
   // and PA != PB (row counts not multiples of the kernel's 12 rows or of the 16-row groups of the row statistics).
-  const Case cases[] = {{2, 37, 37, 3, 5}, {1, 50, 50, 8, 16}, {2, 37, 50, 8, 7},
-                        {1, 50, 37, 3, 32}, {3, 37, 37, 8, 50}, {1, 50, 50, 8, 1}};
+  // Panels of 37-64 columns go through the 64-column tiles, of 80 through one 64-column and one 32-column tile.
+  const Case cases[] = {{2, 37, 37, 3, 5},  {1, 50, 50, 8, 16}, {2, 37, 50, 8, 7}, {1, 50, 37, 3, 32},
+                        {3, 37, 37, 8, 50}, {1, 50, 50, 8, 1},  {1, 50, 90, 8, 80}};
   Rng rng(5);
   for (const Case& c : cases)
     for (IconReduction reduction : {IconReduction::Mean, IconReduction::Sum})

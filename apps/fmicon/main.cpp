@@ -10,6 +10,7 @@
 // finished attempts).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -23,6 +24,7 @@
 #include "apps/fmicon/evaluate.h"
 #include "apps/fmicon/train.h"
 #include "engine/autograd.h"
+#include "engine/elementwise.h"
 #include "engine/parallel.h"
 #include "engine/shape_ops.h"
 
@@ -44,12 +46,20 @@ FeatureFn network_features(std::shared_ptr<FeatureNet> net, bool batch_statistic
   };
 }
 
+// For a network with centering: its features with the held-out set's own per-location mean (over the set's A and
+// B images, measured now) subtracted in place of the running mean.
+FeatureFn set_mean_features(const std::shared_ptr<FeatureNet>& net, const CorrespondenceSet& set) {
+  const Tensor mean = (net->position_mean(set.a) + net->position_mean(set.b)) * 0.5f;
+  return [net, mean](const Tensor& images) { return net->forward_centered(images, mean); };
+}
+
 std::string short_label(const std::string& name) {
   if (name == "raw pixels") return "raw";
   if (name == "random init") return "init";
   if (name == "ncc patches 5x5") return "ncc";
   std::string s = name;
-  for (auto [from, to] : {std::pair<std::string, std::string>{"affine", "aff"}, {"center", "ctr"}})
+  for (auto [from, to] :
+       {std::pair<std::string, std::string>{"affine", "aff"}, {"center", "ctr"}, {", set mean", " set"}})
     for (size_t p; (p = s.find(from)) != std::string::npos;) s.replace(p, from.size(), to);
   return s;
 }
@@ -57,6 +67,7 @@ std::string short_label(const std::string& name) {
 struct Row {
   explicit Row(const std::string& row_name) : name(row_name), label(short_label(row_name)) {}
   std::string name, label;  // full name, short label for the bar chart
+  std::string centering;    // attempts with PixelCenter: which per-location mean the evaluation subtracted
   bool trained = false;
   FmiconRun run;
   float radius = 0;
@@ -116,18 +127,32 @@ void plot_eval_curves(const std::vector<Row>& rows, const std::string& path) {
     pck.add_series(r.name, steps, p1);
     collapse.add_series(r.name, steps, col);
     any = true;
+    if (r.centering.empty()) continue;
+    std::vector<double> set_steps, set_p1, set_col;  // centred by the held-out set's mean (finite where measured)
+    for (const EvalRecord& e : r.run.evals)
+      if (std::isfinite(e.pck1_set_mean)) {
+        set_steps.push_back(e.step);
+        set_p1.push_back(e.pck1_set_mean);
+        set_col.push_back(e.collapse_set_mean);
+      }
+    if (set_steps.empty()) continue;
+    pck.add_series(r.name + ", set mean", set_steps, set_p1);
+    collapse.add_series(r.name + ", set mean", set_steps, set_col);
   }
   if (any) save_charts_png(path, {pck, collapse});
 }
 
 void plot_pck(const std::vector<Row>& rows, const std::string& path) {
-  const int w = 520, h = 380;
-  Canvas canvas(3 * w, h);
+  // A slot of 100 px per row holds its label ("aff+roll+ctr set", 16 characters); the three charts side by side
+  // while that stays under 2,400 px, else one above the other.
+  const int h = 380, w = std::max(520, 80 + 100 * static_cast<int>(rows.size()));
+  const bool stacked = 3 * w > 2400;
+  Canvas canvas(stacked ? w : 3 * w, stacked ? 3 * h : h);
   const char* titles[3] = {"PCK@1 (%)", "PCK@2 (%)", "PCK@4 (%)"};
   for (int k = 0; k < 3; ++k) {
     BarChart chart(titles[k], "", "% of pixels matched within the radius");
     for (const Row& r : rows) chart.add_bar(r.label, k == 0 ? r.eval.pck1 : k == 1 ? r.eval.pck2 : r.eval.pck4);
-    chart.draw(canvas, k * w, 0, w, h);
+    chart.draw(canvas, stacked ? 0 : k * w, stacked ? k * h : 0, w, h);
   }
   canvas.save_png(path);
 }
@@ -143,17 +168,22 @@ Json row_json(const Row& r) {
         .set("steps_run_now", r.run.steps_run)
         .set("eval_seconds_during_training", r.run.eval_seconds);
     Json during = Json::array();
-    for (const EvalRecord& e : r.run.evals)
-      during.push(Json::object()
-                      .set("step", e.step)
-                      .set("pck1", e.pck1)
-                      .set("pck2", e.pck2)
-                      .set("pck4", e.pck4)
-                      .set("label_iou", e.label_iou)
-                      .set("position_collapse", e.collapse));
+    for (const EvalRecord& e : r.run.evals) {
+      Json m = Json::object();
+      m.set("step", e.step)
+          .set("pck1", e.pck1)
+          .set("pck2", e.pck2)
+          .set("pck4", e.pck4)
+          .set("label_iou", e.label_iou)
+          .set("position_collapse", e.collapse);
+      if (std::isfinite(e.pck1_set_mean))
+        m.set("pck1_set_mean", e.pck1_set_mean).set("position_collapse_set_mean", e.collapse_set_mean);
+      during.push(m);
+    }
     j.set("during_training", during);
   }
   if (r.radius > 0) j.set("radius", static_cast<double>(r.radius));
+  if (!r.centering.empty()) j.set("centering", r.centering);
   j.set("pck1", r.eval.pck1)
       .set("pck2", r.eval.pck2)
       .set("pck4", r.eval.pck4)
@@ -314,12 +344,20 @@ int main(int argc, char** argv) {
       Row row(attempt.name());
       row.trained = true;
       const FeatureFn fn = network_features(net, /*batch_statistics=*/false);
-      DenseEvalResult after_last_step;  // the measurement after the last step doubles as the final one
+      // The measurements after the last step double as the final ones.
+      DenseEvalResult after_last_step, after_last_step_set_mean;
       bool measured_last_step = false;
       const TrainingEvaluator during = [&](int step) {
         const DenseEvalResult r = evaluate_dense_features(fn, eval_set, eo);
+        EvalRecord rec{step, r.pck1, r.pck2, r.pck4, r.label_iou, r.position_collapse};
+        if (attempt.center) {
+          const DenseEvalResult rs = evaluate_dense_features(set_mean_features(net, eval_set), eval_set, eo);
+          rec.pck1_set_mean = rs.pck1;
+          rec.collapse_set_mean = rs.position_collapse;
+          after_last_step_set_mean = rs;
+        }
         if (step == config.steps) after_last_step = r, measured_last_step = true;
-        return EvalRecord{step, r.pck1, r.pck2, r.pck4, r.label_iou, r.position_collapse};
+        return rec;
       };
       row.run = train_fmicon(*net, *source, config, during);
       row.radius = net->radius();
@@ -337,13 +375,30 @@ int main(int argc, char** argv) {
                     best->pck1, best->step, row.run.evals.size(), row.run.eval_seconds);
       }
       std::fflush(stdout);
+      if (attempt.center) row.centering = "running mean (training crops, momentum 0.1), as the reference code";
       rows.push_back(row);
+      if (attempt.center) {
+        // The same network centred by the held-out set's own per-location mean (of its A and B images) instead of
+        // the running mean, which PixelCenter estimates on training crops while the network changes under it: how
+        // much of the collapse diagnostic and of the correspondence is the running mean's estimation error.
+        Row set_row(attempt.name() + ", set mean");
+        set_row.radius = row.radius;
+        set_row.centering = "mean of the held-out set's A and B images";
+        set_row.eval = measured_last_step ? after_last_step_set_mean
+                                          : evaluate_dense_features(set_mean_features(net, eval_set), eval_set, eo);
+        std::printf("  %-20s centred by the held-out set's mean: PCK@1/2/4 %.1f / %.1f / %.1f %%  J %.1f %%  "
+                    "collapse %.3f\n",
+                    "", set_row.eval.pck1, set_row.eval.pck2, set_row.eval.pck4, set_row.eval.label_iou,
+                    set_row.eval.position_collapse);
+        std::fflush(stdout);
+        rows.push_back(set_row);
+      }
     }
 
     // --- table, results.json, CSV, figures ---------------------------------------------------------------------------
-    std::printf("\n| %-20s | %10s | %6s | %6s | %6s | %6s | %7s | %8s |\n", "attempt", "final loss", "radius", "PCK@1",
+    std::printf("\n| %-28s | %10s | %6s | %6s | %6s | %6s | %7s | %8s |\n", "attempt", "final loss", "radius", "PCK@1",
                 "PCK@2", "PCK@4", "label J", "collapse");
-    std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(22, '-').c_str(), std::string(12, '-').c_str(),
+    std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(30, '-').c_str(), std::string(12, '-').c_str(),
                 std::string(8, '-').c_str(), std::string(8, '-').c_str(), std::string(8, '-').c_str(),
                 std::string(8, '-').c_str(), std::string(9, '-').c_str(), std::string(10, '-').c_str());
     CsvLog csv(out + "/results.csv", {"row", "steps", "final_loss", "radius", "pck1", "pck2", "pck4", "label_iou",
@@ -352,7 +407,7 @@ int main(int argc, char** argv) {
     for (const Row& r : rows) {
       const std::string loss = r.trained ? std::to_string(r.run.final_loss()).substr(0, 8) : "-";
       const std::string radius = r.radius > 0 ? std::to_string(r.radius).substr(0, 5) : "-";
-      std::printf("| %-20s | %10s | %6s | %6.1f | %6.1f | %6.1f | %7.1f | %8.3f |\n", r.name.c_str(), loss.c_str(),
+      std::printf("| %-28s | %10s | %6s | %6.1f | %6.1f | %6.1f | %7.1f | %8.3f |\n", r.name.c_str(), loss.c_str(),
                   radius.c_str(), r.eval.pck1, r.eval.pck2, r.eval.pck4, r.eval.label_iou, r.eval.position_collapse);
       csv.row({r.name, r.trained ? static_cast<int>(r.run.history.size()) : 0, r.trained ? r.run.final_loss() : 0.0,
                static_cast<double>(r.radius), r.eval.pck1, r.eval.pck2, r.eval.pck4, r.eval.label_iou,

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #if defined(__SSE__)
 #endif
@@ -19,8 +20,11 @@
 #include "augment/shift.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
+#include "engine/elementwise.h"
 #include "engine/parallel.h"
+#include "engine/reduce.h"
 #include "engine/resize.h"
+#include "engine/shape_ops.h"
 #include "losses/icon.h"
 
 namespace eq {
@@ -104,6 +108,38 @@ Tensor FeatureNet::forward(const Tensor& x) {
   Tensor f = unet_->forward(x);
   if (center_) f = center_->forward(f);
   return norm_->forward(f);
+}
+
+Tensor FeatureNet::position_mean(const Tensor& images, int64_t batch) {
+  check(center_ != nullptr, "FeatureNet::position_mean: this network does not centre its features (no PixelCenter)");
+  check(images.defined() && images.dim() == 4 && images.size(0) >= 1 && batch >= 1,
+        "FeatureNet::position_mean: expected images [N >= 1, C, H, W] and batch >= 1, got ",
+        images.defined() ? shape_str(images.shape()) : std::string("an undefined tensor"), " and batch ", batch);
+  NoGrad no_grad;
+  const bool was_training = is_training();
+  unet_->eval();
+  Tensor total;
+  for (int64_t n0 = 0; n0 < images.size(0); n0 += batch) {
+    const Tensor part = sum(unet_->forward(slice(images, 0, n0, std::min(images.size(0), n0 + batch))), {0});
+    total = total.defined() ? total + part : part;
+  }
+  train(was_training);
+  return total * (1.0f / static_cast<float>(images.size(0)));
+}
+
+Tensor FeatureNet::forward_centered(const Tensor& x, const Tensor& mean) {
+  check(center_ != nullptr,
+        "FeatureNet::forward_centered: this network does not centre its features (no PixelCenter)");
+  check(mean.defined() && mean.shape() == center_->running_mean.shape(),
+        "FeatureNet::forward_centered: expected a mean ", shape_str(center_->running_mean.shape()), ", got ",
+        mean.defined() ? shape_str(mean.shape()) : std::string("an undefined tensor"));
+  NoGrad no_grad;
+  const bool was_training = is_training();
+  eval();
+  const Tensor f = unet_->forward(x);
+  const Tensor out = norm_->forward(f - reshape(mean, {1, mean.size(0), mean.size(1), mean.size(2)}));
+  train(was_training);
+  return out;
 }
 
 std::string FeatureNet::name() const {
@@ -281,7 +317,8 @@ std::unique_ptr<Optimizer> make_optimizer(const FmiconConfig& c, std::vector<Ten
 
 // Per-step and per-evaluation records <-> [records, columns] checkpoint tensors (float32 holds step numbers
 // exactly up to 2^24).
-constexpr int64_t kHistoryColumns = 5, kEvalColumns = 6;
+constexpr int64_t kHistoryColumns = 5, kEvalColumns = 8;
+constexpr int64_t kEvalColumnsBeforeSetMean = 6;  // checkpoints written before the set-mean columns
 
 Tensor records_tensor(const std::vector<std::vector<double>>& rows, int64_t columns) {
   Tensor t({static_cast<int64_t>(rows.size()), columns});
@@ -291,16 +328,30 @@ Tensor records_tensor(const std::vector<std::vector<double>>& rows, int64_t colu
   return t;
 }
 
-// The rows of a checkpoint's [records, columns] tensor `name` (none if the checkpoint has no such tensor and
-// `optional`: checkpoints written before evaluations were logged).
-std::vector<const float*> records_from(const Checkpoint& cp, const std::string& name, int64_t columns, bool optional) {
+// The rows of a checkpoint's [records, columns] tensor `name`; a tensor of `older_columns` columns (written before
+// the later columns existed) reads as NaN in the missing ones. None if the checkpoint has no such tensor and
+// `optional` (checkpoints written before evaluations were logged).
+std::vector<std::vector<double>> records_from(const Checkpoint& cp, const std::string& name, int64_t columns,
+                                              bool optional, int64_t older_columns = -1) {
   if (optional && !cp.contains(name)) return {};
   const Tensor& t = cp.get(name);
-  check(t.dim() == 2 && t.size(1) == columns, "fmicon: checkpoint tensor '", name, "' must be [records, ", columns,
-        "], got ", t.shape());
-  std::vector<const float*> rows;
-  for (int64_t i = 0; i < t.size(0); ++i) rows.push_back(t.data() + i * columns);
+  check(t.dim() == 2 && (t.size(1) == columns || t.size(1) == older_columns), "fmicon: checkpoint tensor '", name,
+        "' must be [records, ", columns, "], got ", t.shape());
+  std::vector<std::vector<double>> rows;
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    std::vector<double> row(static_cast<size_t>(columns), std::numeric_limits<double>::quiet_NaN());
+    for (int64_t j = 0; j < t.size(1); ++j) row[static_cast<size_t>(j)] = t.data()[i * t.size(1) + j];
+    rows.push_back(row);
+  }
   return rows;
+}
+
+// The first line of a text file ("" if it cannot be read).
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
 }
 
 Tensor history_tensor(const std::vector<StepRecord>& h) {
@@ -311,7 +362,9 @@ Tensor history_tensor(const std::vector<StepRecord>& h) {
 
 Tensor evals_tensor(const std::vector<EvalRecord>& e) {
   std::vector<std::vector<double>> rows;
-  for (const EvalRecord& r : e) rows.push_back({double(r.step), r.pck1, r.pck2, r.pck4, r.label_iou, r.collapse});
+  for (const EvalRecord& r : e)
+    rows.push_back({double(r.step), r.pck1, r.pck2, r.pck4, r.label_iou, r.collapse, r.pck1_set_mean,
+                    r.collapse_set_mean});
   return records_tensor(rows, kEvalColumns);
 }
 
@@ -342,10 +395,10 @@ FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconCo
             c.attempt.name(), "'");
       load_into(Checkpoint{strip_prefix(cp.tensors, "model."), {}}, state, /*strict=*/true);
       opt->load_state(strip_prefix(cp.tensors, "optimizer."));
-      for (const float* r : records_from(cp, "history", kHistoryColumns, false))
+      for (const auto& r : records_from(cp, "history", kHistoryColumns, false))
         run.history.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4]});
-      for (const float* r : records_from(cp, "evals", kEvalColumns, true))
-        run.evals.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4], r[5]});
+      for (const auto& r : records_from(cp, "evals", kEvalColumns, true, kEvalColumnsBeforeSetMean))
+        run.evals.push_back({static_cast<int>(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]});
     } catch (const Error& e) {
       fail("cannot resume from ", ckpt, " (was it written with other flags?): ", e.what());
     }
@@ -363,11 +416,15 @@ FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconCo
                                    /*append=*/first > 0);
   std::unique_ptr<CsvLog> eval_csv;
   const bool evaluating = evaluate && c.eval_every > 0;
+  // Attempts with centering log the set-mean measurements too, unless continuing a log written before them.
+  std::vector<std::string> eval_columns{"step", "pck1", "pck2", "pck4", "label_iou", "position_collapse"};
+  const std::string eval_path = c.out_dir + "/eval_log.csv";
+  const bool continue_evals = first > 0 && !run.evals.empty();
+  const bool older_log = continue_evals && first_line(eval_path) == "step,pck1,pck2,pck4,label_iou,position_collapse";
+  if (c.attempt.center && !older_log)
+    eval_columns.insert(eval_columns.end(), {"pck1_set_mean", "position_collapse_set_mean"});
   if (!c.out_dir.empty() && evaluating)
-    eval_csv = std::make_unique<CsvLog>(
-        c.out_dir + "/eval_log.csv",
-        std::vector<std::string>{"step", "pck1", "pck2", "pck4", "label_iou", "position_collapse"},
-        /*append=*/first > 0 && !run.evals.empty());
+    eval_csv = std::make_unique<CsvLog>(eval_path, eval_columns, /*append=*/continue_evals);
   auto save = [&] {
     NamedTensors all = with_prefix("model.", net.named_parameters());
     for (auto& nt : with_prefix("model.", net.named_buffers())) all.push_back(nt);
@@ -404,7 +461,11 @@ FmiconRun train_fmicon(FeatureNet& net, const PairSource& source, const FmiconCo
       const EvalRecord e = evaluate(rec.step);
       net.train();
       run.evals.push_back(e);
-      if (eval_csv) eval_csv->row({e.step, e.pck1, e.pck2, e.pck4, e.label_iou, e.collapse});
+      if (eval_csv) {
+        std::vector<CsvField> fields{e.step, e.pck1, e.pck2, e.pck4, e.label_iou, e.collapse};
+        if (eval_columns.size() > fields.size()) fields.insert(fields.end(), {e.pck1_set_mean, e.collapse_set_mean});
+        eval_csv->row(fields);
+      }
       run.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
     }
     if (!ckpt.empty() && ((step + 1) % std::max(1, c.checkpoint_every) == 0 || step + 1 == c.steps)) save();

@@ -17,6 +17,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,14 @@ class FeatureNet : public Module {
   std::string name() const override;
   float radius() const { return norm_->radius.data()[0]; }
   int64_t size() const { return size_; }
+  bool centers() const { return center_ != nullptr; }
+
+  // With centering only (else both throw naming the function). What PixelCenter subtracts, measured on other data:
+  // position_mean = the mean over `images` [N, in, size, size] of the U-Net's output [dim, size, size] (eval mode,
+  // no tape, `batch` images per call); forward_centered = the eval-mode features with `mean` subtracted in place of
+  // the running mean (forward_centered(x, running mean) is forward(x) in eval mode).
+  Tensor position_mean(const Tensor& images, int64_t batch = 8);
+  Tensor forward_centered(const Tensor& x, const Tensor& mean);
 
  private:
   std::shared_ptr<UNet> unet_;
@@ -143,6 +152,10 @@ struct StepRecord {
 struct EvalRecord {
   int step;  // measured after this many steps
   double pck1, pck2, pck4, label_iou, collapse;
+  // Attempts with centering: PCK@1 and the collapse diagnostic again with the held-out set's own per-location mean
+  // subtracted in place of the running mean (FeatureNet::forward_centered); NaN for the other attempts.
+  double pck1_set_mean = std::numeric_limits<double>::quiet_NaN();
+  double collapse_set_mean = std::numeric_limits<double>::quiet_NaN();
 };
 // Measures the network as it is after `step` steps; train_fmicon calls it with the network in eval mode.
 using TrainingEvaluator = std::function<EvalRecord(int step)>;
