@@ -340,21 +340,21 @@ TEST_CASE("fmicon_train: attempts with centering log the set-mean measurements; 
     e.collapse_set_mean = -0.5 * step;
     return e;
   };
-  const auto header_of = [](const std::string& path) { return first_line(path); };
+  // `steps` steps of `attempt` measured after each, logged in `out_dir` (continuing it when `resume`).
+  const auto run = [&](const std::string& attempt, int steps, const std::string& out_dir, bool resume) {
+    FmiconConfig c = tiny_config(attempt, steps);
+    c.eval_every = 1;
+    c.out_dir = out_dir;
+    c.resume = resume;
+    auto net = make_feature_net(c, 3, 16);
+    return train_fmicon(*net, source, c, evaluator);
+  };
   testing::TempDir dir("fmicon_set_mean");
-  FmiconConfig c = tiny_config("affine+center", 2);
-  c.eval_every = 1;
-  c.out_dir = dir.path();
-  auto net = make_feature_net(c, 3, 16);
-  train_fmicon(*net, source, c, evaluator);
-  CHECK(header_of(dir.file("eval_log.csv")) ==
+  run("affine+center", 2, dir.path(), false);
+  CHECK(first_line(dir.file("eval_log.csv")) ==
         "step,pck1,pck2,pck4,label_iou,position_collapse,pck1_set_mean,position_collapse_set_mean");
   // Resumed for a third step: the first two come back from the checkpoint with their set-mean values.
-  FmiconConfig more = c;
-  more.steps = 3;
-  more.resume = true;
-  auto net2 = make_feature_net(more, 3, 16);
-  const FmiconRun resumed = train_fmicon(*net2, source, more, evaluator);
+  const FmiconRun resumed = run("affine+center", 3, dir.path(), true);
   REQUIRE(resumed.evals.size() == 3);
   CHECK(resumed.evals[1].pck1_set_mean == 20.0);
   CHECK(resumed.evals[1].collapse_set_mean == -1.0);
@@ -374,24 +374,17 @@ TEST_CASE("fmicon_train: attempts with centering log the set-mean measurements; 
     std::ofstream old_log(dir.file("eval_log.csv"));
     old_log << "step,pck1,pck2,pck4,label_iou,position_collapse\n";
   }
-  FmiconConfig later = more;
-  later.steps = 4;
-  auto net3 = make_feature_net(later, 3, 16);
-  const FmiconRun from_old = train_fmicon(*net3, source, later, evaluator);
+  const FmiconRun from_old = run("affine+center", 4, dir.path(), true);
   REQUIRE(from_old.evals.size() == 4);
   CHECK(from_old.evals[0].pck1 == 1.0);
   CHECK(std::isnan(from_old.evals[0].pck1_set_mean));
   CHECK(from_old.evals[3].pck1_set_mean == 40.0);
-  CHECK(header_of(dir.file("eval_log.csv")) == "step,pck1,pck2,pck4,label_iou,position_collapse");
+  CHECK(first_line(dir.file("eval_log.csv")) == "step,pck1,pck2,pck4,label_iou,position_collapse");
 
   // Attempts without centering keep six columns.
   testing::TempDir plain_dir("fmicon_no_set_mean");
-  FmiconConfig plain = tiny_config("roll", 1);
-  plain.eval_every = 1;
-  plain.out_dir = plain_dir.path();
-  auto net4 = make_feature_net(plain, 3, 16);
-  train_fmicon(*net4, source, plain, evaluator);
-  CHECK(header_of(plain_dir.file("eval_log.csv")) == "step,pck1,pck2,pck4,label_iou,position_collapse");
+  run("roll", 1, plain_dir.path(), false);
+  CHECK(first_line(plain_dir.file("eval_log.csv")) == "step,pck1,pck2,pck4,label_iou,position_collapse");
 }
 
 TEST_CASE("fmicon_train: mismatched sizes and impossible settings are refused clearly") {
