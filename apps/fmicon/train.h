@@ -62,7 +62,6 @@ class FeatureNet : public Module {
   std::string name() const override;
   float radius() const { return norm_->radius.data()[0]; }
   int64_t size() const { return size_; }
-  bool centers() const { return center_ != nullptr; }
 
   // With centering only (else both throw naming the function). What PixelCenter subtracts, measured on other data:
   // position_mean = the mean over `images` [N, in, size, size] of the U-Net's output [dim, size, size] (eval mode,
