@@ -86,7 +86,8 @@ double log_s_plus_eps(double log_s, double eps) {
 // ---------------------------------------------------------------------------------------------------------------
 // A vectorised exp. GCC does not auto-vectorise a range-clamped exp under the default -ftrapping-math, so the hot
 // loops run on vectors `fv` (GCC/Clang vector extensions: 16 floats with AVX-512, else 8 — AVX with -march=native,
-// pairs of SSE registers otherwise) with a scalar tail; fast_exp is one template for every width.
+// pairs of SSE registers otherwise), whole vectors only (panels are padded to whole vectors); fast_exp is one
+// template for every width.
 // ---------------------------------------------------------------------------------------------------------------
 
 // Without AVX (e.g. `make sanitize`, no -march=native) GCC warns that returning these by value changes the ABI; they
@@ -99,10 +100,8 @@ using i8 = int32_t __attribute__((vector_size(32)));
 template <class F>
 F splat(float v);
 template <>
-inline float splat<float>(float v) { return v; }
-template <>
 inline f8 splat<f8>(float v) { return f8{v, v, v, v, v, v, v, v}; }
-// Bit reinterpretations, float <-> int32, of a scalar or of a vector.
+// Bit reinterpretations, float <-> int32, of a vector.
 template <class To, class From>
 To bit_cast(const From& x) {
   static_assert(sizeof(To) == sizeof(From), "bit_cast between types of different sizes");
@@ -110,8 +109,6 @@ To bit_cast(const From& x) {
   std::memcpy(&y, &x, sizeof y);
   return y;
 }
-inline int32_t bits_of(float x) { return bit_cast<int32_t>(x); }
-inline float float_of(int32_t b) { return bit_cast<float>(b); }
 inline i8 bits_of(const f8& x) { return bit_cast<i8>(x); }
 inline f8 float_of(const i8& b) { return bit_cast<f8>(b); }
 
