@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/huge_page_buffer.h"
 #include "engine/shape_ops.h"
 
 namespace eq {
@@ -563,10 +564,10 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
     float* mine = row_stats.data() + omp_get_thread_num() * 3 * rows;
     std::fill(mine, mine + rows, -std::numeric_limits<float>::infinity());
     std::fill(mine + rows, mine + 3 * rows, 0.0f);
-    thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<size_t>(D * ld + PA * ld + chunk_rows * ld + 3 * ld));
-    float *yt = scratch.data(), *e2 = yt + D * ld, *s1 = e2 + PA * ld, *col_max = s1 + chunk_rows * ld,
-          *col_sum = col_max + ld, *q_scale = col_sum + ld;
+    thread_local HugePageBuffer scratch;  // kept between calls, on 2 MB pages (engine/huge_page_buffer.h)
+    float* yt = scratch.floats(static_cast<size_t>(D * ld + PA * ld + chunk_rows * ld + 3 * ld));
+    float *e2 = yt + D * ld, *s1 = e2 + PA * ld, *col_max = s1 + chunk_rows * ld, *col_sum = col_max + ld,
+          *q_scale = col_sum + ld;
 #pragma omp for schedule(static)  // static: each thread's partial sums are the same every run
     for (int64_t task = 0; task < N * panels; ++task) {
       const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
@@ -684,19 +685,23 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
   const int64_t chunk_rows = kChunkRows;
   const bool need_a = ga1 || ga2;
   const int64_t part_size = N * PA * ldd;  // one partial gradient of a thread
-  std::vector<float> partial(need_a ? static_cast<size_t>(omp_get_max_threads() * 2 * part_size) : 0);
+  // The calling thread's buffer, kept between calls like the panels (each thread zeroes its part below).
+  thread_local HugePageBuffer partial_buffer;
+  float* partial =
+      need_a ? partial_buffer.floats(static_cast<size_t>(omp_get_max_threads() * 2 * part_size)) : nullptr;
 #pragma omp parallel
   {
     const FlushDenormals flush;
-    float* part_a1 = need_a ? partial.data() + omp_get_thread_num() * 2 * part_size : nullptr;
+    float* part_a1 = need_a ? partial + omp_get_thread_num() * 2 * part_size : nullptr;
     float* part_a2 = need_a ? part_a1 + part_size : nullptr;
     if (need_a) std::fill(part_a1, part_a1 + 2 * part_size, 0.0f);
     // Panels alpha w and q [PA, ld]; chunks S1 then dS1, S2 then dS2 [chunk_rows, ld]; alpha kappa and the column
     // log-normalisers c padded with +inf [ld]; B1_J^T, B2_J^T and the two dB_J^T accumulators [D, ld]; B1_J, B2_J
     // with padded rows [ld, ldd].
-    thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<size_t>(2 * PA * ld + 2 * chunk_rows * ld + 2 * ld + 4 * D * ld + 2 * ld * ldd));
-    float *w = scratch.data(), *q = w + PA * ld, *c1 = q + PA * ld, *c2 = c1 + chunk_rows * ld,
+    thread_local HugePageBuffer scratch;  // kept between calls, on 2 MB pages (engine/huge_page_buffer.h)
+    float* w =
+        scratch.floats(static_cast<size_t>(2 * PA * ld + 2 * chunk_rows * ld + 2 * ld + 4 * D * ld + 2 * ld * ldd));
+    float *q = w + PA * ld, *c1 = q + PA * ld, *c2 = c1 + chunk_rows * ld,
           *kappa = c2 + chunk_rows * ld, *c_pad = kappa + ld, *b1t = c_pad + ld, *b2t = b1t + D * ld,
           *db1t = b2t + D * ld, *db2t = db1t + D * ld, *b1_rows = db2t + D * ld, *b2_rows = b1_rows + ld * ldd;
     // The products of one chunk's gradient dS [rows, ld] (rows i0 ..): dA[i0 ..] += dS B_J (into the partial),

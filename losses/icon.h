@@ -15,8 +15,9 @@
 // loss that learns nothing, which is why the maps must come from different augmentations.
 //
 // Memory: O(N * P) saved statistics; per thread one (forward) or two (backward) column panels [PA, panel_cols]
-// and chunks [48, panel_cols] of the similarity matrices and, in the backward, partial dA1, dA2 [N, PA, D]. The
-// dense reference keeps P x P.
+// and chunks [48, panel_cols] of the similarity matrices and, in the backward, partial dA1, dA2 [N, PA, D]. These
+// scratch buffers are kept per thread between calls, on 2 MB pages where Linux allows (engine/huge_page_buffer.h).
+// The dense reference keeps P x P.
 #pragma once
 #include "engine/tensor.h"
 
