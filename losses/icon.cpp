@@ -20,12 +20,11 @@
 //
 // Why column panels [PA, panel_cols]: a whole column of S2 (for c_j) and of w (for kappa_j) lies inside one, so
 // both passes need a single sweep; row quantities (r_i, log s_i, dA1, dA2) are summed across panels in
-// per-group partials (PanelGroups), merged after the sweep (no atomics).
+// per-thread partials, merged after the sweep (no atomics).
 //   forward : S2 panel -> c_J, q; S1 by chunks of rows -> running row sums of p and of p q          (2 products)
 //   backward: S1, S2 by chunks of rows -> w, kappa, dS1 -> dA1, dB1_J; then dS2 -> dA2, dB2_J      (6 products)
 // Chunks of rows keep a product's output in L1 for the elementwise pass and the products that read it.
-// OpenMP over groups of (batch element, panel) tasks, taken by whichever thread is free, their partial sums merged in
-// a fixed order (PanelGroups); each product goes through panel_product, a register-tiled kernel.
+// OpenMP over (batch element, panel) tasks; each product goes through panel_product, a register-tiled kernel.
 #include "losses/icon.h"
 
 #include <omp.h>
@@ -534,35 +533,10 @@ void log_domain_rows(const float* a1, const float* b1, const float* a2, const fl
   }
 }
 
-// Work sharing. The column panels of a batch element are handed out in groups of consecutive panels, each taken by
-// whichever thread is free, so that a core slowed by other work on the machine takes fewer of them (with one fixed
-// half each, the two threads of a 64x64 step finished 1-24 % apart). Each group keeps its own partial sums, merged in
-// group order after the sweep: the result is the same whichever thread ran which group, every run. About
-// kGroupsPerThread groups per thread: more balance the ends better, and each costs a partial dA in the backward.
-constexpr int64_t kGroupsPerThread = 8;
-struct PanelGroups {
-  int64_t N;       // batch elements
-  int64_t panels;  // column panels per batch element
-  int64_t per_n;   // groups per batch element
-  int64_t count() const { return N * per_n; }
-  // Group g is the (g / N)-th group of batch element g % N: the first groups of every element come first, and the
-  // k-th group of an element has per_n - k shares of its panels, so the groups shrink towards the end of the list
-  // and the threads finish within a small group of each other.
-  int64_t batch_element(int64_t g) const { return g % N; }
-  int64_t first_panel(int64_t g) const { return panels * shares_before(g / N) / shares_before(per_n); }
-  int64_t end_panel(int64_t g) const { return panels * shares_before(g / N + 1) / shares_before(per_n); }
-  int64_t shares_before(int64_t k) const { return k * per_n - k * (k - 1) / 2; }
-};
-PanelGroups panel_groups(int64_t N, int64_t panels) {
-  int64_t per_n = std::max<int64_t>(1, (kGroupsPerThread * omp_get_max_threads() + N - 1) / N);
-  while (per_n > 1 && per_n * (per_n + 1) / 2 > panels) --per_n;  // the smallest group keeps at least one panel
-  return {N, panels, per_n};
-}
-
-// One pass over the column panels J of width panel_cols, OpenMP over groups of (batch element, panel) tasks:
+// One pass over the column panels J of width panel_cols, OpenMP over (batch element, panel) tasks:
 //   S2[:, J] -> column maxima and sums (a whole column is in the panel), c_J, and q = exp(S2 - colmax) / colsum;
 //   S1[:, J], in chunks of rows kept in L1 -> the running row statistics (RunningRows) of S1 and of the t sum
-//   sum_j p_ij q_ij, per group of panels, merged after the sweep.
+//   sum_j p_ij q_ij, per thread, merged after the panels.
 // Two exps per similarity: the t sum reuses the column pass's exp(S2 - colmax) and S1's exp(S1 - m), so it is a
 // sum of products p q that underflows for rows far from any match (below e^kProductFloor): those rows, and only
 // those, are summed again in the log domain (log_domain_rows). Both sums are in the scale of the row's largest S1,
@@ -582,19 +556,21 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
   const int64_t rows = N * PA;
   std::vector<double> log_s(static_cast<size_t>(rows));
   std::vector<char> poor(static_cast<size_t>(rows));  // t sum below e^kProductFloor
-  const PanelGroups groups = panel_groups(N, panels);
-  // Per group: running m, rsum, tsum for the rows of its batch element, [3, PA].
-  std::vector<float> row_stats(static_cast<size_t>(groups.count() * 3 * PA));
+  // Per thread: running m, rsum, tsum for every row of every batch element, [3, N * PA].
+  std::vector<float> row_stats(static_cast<size_t>(omp_get_max_threads() * 3 * rows));
 #pragma omp parallel
   {
     const FlushDenormals flush;
+    float* mine = row_stats.data() + omp_get_thread_num() * 3 * rows;
+    std::fill(mine, mine + rows, -std::numeric_limits<float>::infinity());
+    std::fill(mine + rows, mine + 3 * rows, 0.0f);
     thread_local HugePageBuffer scratch;  // kept between calls, on 2 MB pages (engine/huge_page_buffer.h)
     float* yt = scratch.floats(static_cast<size_t>(D * ld + PA * ld + chunk_rows * ld + 3 * ld));
     float *e2 = yt + D * ld, *s1 = e2 + PA * ld, *col_max = s1 + chunk_rows * ld, *col_sum = col_max + ld,
           *q_scale = col_sum + ld;
-    // One column panel of batch element n into the running row statistics `mine` [3, PA] of its group.
-    const auto sweep_panel = [&](int64_t n, int64_t panel, float* mine) {
-      const int64_t j0 = panel * width, bj = std::min(width, PB - j0);
+#pragma omp for schedule(static)  // static: each thread's partial sums are the same every run
+    for (int64_t task = 0; task < N * panels; ++task) {
+      const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
       similarity_panel(a2n, PA, D, b2n + j0 * D, bj, yt, e2, ld);
       column_exp_and_sum(e2, PA, ld, padded(bj), col_max, col_sum);  // padding columns hold 0: harmless
@@ -611,34 +587,24 @@ IconStats blocked_forward(const float* a1, const float* b1, const float* a2, con
         for (int64_t i = 0; i < chunk; ++i)
           std::fill(s1 + i * ld + bj, s1 + i * ld + cols, -std::numeric_limits<float>::infinity());
         for (int64_t i = 0; i < chunk; i += kVecLanes) {
-          float* at = mine + i0 + i;  // these rows in the group's [3, PA] running statistics
+          float* at = mine + n * PA + i0 + i;  // this group's rows in the [3, N * PA] running statistics
           add_row_stats(s1 + i * ld, e2 + (i0 + i) * ld, q_scale, ld, cols, std::min<int64_t>(kVecLanes, chunk - i),
-                        {at, at + PA, at + 2 * PA});
+                        {at, at + rows, at + 2 * rows});
         }
       }
-    };
-#pragma omp for schedule(dynamic, 1)  // groups of panels (PanelGroups)
-    for (int64_t group = 0; group < groups.count(); ++group) {
-      float* mine = row_stats.data() + group * 3 * PA;
-      std::fill(mine, mine + PA, -std::numeric_limits<float>::infinity());
-      std::fill(mine + PA, mine + 3 * PA, 0.0f);
-      for (int64_t panel = groups.first_panel(group); panel < groups.end_panel(group); ++panel)
-        sweep_panel(groups.batch_element(group), panel, mine);
     }
-    // After the implicit barrier: merge the groups' running sums, row by row, in group order.
+    // After the implicit barrier: merge the threads' running sums, row by row.
+    const int threads = omp_get_num_threads();
 #pragma omp for
     for (int64_t i = 0; i < rows; ++i) {
-      // Row i in its batch element's groups n, n + N, n + 2N, ...
-      const float* first = row_stats.data() + (i / PA) * 3 * PA + i % PA;
-      const int64_t step = N * 3 * PA;
       float top = -std::numeric_limits<float>::infinity();
-      for (int64_t k = 0; k < groups.per_n; ++k) top = std::max(top, first[k * step]);
+      for (int t = 0; t < threads; ++t) top = std::max(top, row_stats[static_cast<size_t>(t * 3 * rows + i)]);
       double rsum = 0, tsum = 0;
-      for (int64_t k = 0; k < groups.per_n; ++k) {
-        const float* theirs = first + k * step;
-        const double scale = std::exp(static_cast<double>(theirs[0]) - top);
-        rsum += theirs[PA] * scale;
-        tsum += theirs[2 * PA] * scale;
+      for (int t = 0; t < threads; ++t) {
+        const float* theirs = row_stats.data() + t * 3 * rows;
+        const double scale = std::exp(static_cast<double>(theirs[i]) - top);
+        rsum += theirs[rows + i] * scale;
+        tsum += theirs[2 * rows + i] * scale;
       }
       st.r[i] = static_cast<float>(top + std::log(rsum));
       const double log_t = std::log(tsum);
@@ -701,7 +667,7 @@ void gradients_of_similarities(float* s1, const float* s2, int64_t ld, int64_t r
 }
 
 // Accumulates alpha * dL/d(input) into each non-null gradient ([N, PA, D] for ga*, [N, PB, D] for gb*).
-// OpenMP over groups of column panels [PA, panel_cols] (PanelGroups); kappa is complete inside a panel. A panel is
+// OpenMP over (batch element, column panel [PA, panel_cols]) tasks; kappa is complete inside a panel. A panel is
 // walked in chunks of kChunkRows rows, so that each chunk's similarities and gradients stay in L1 from the product
 // that makes them to the products that use them (walking whole panels, each of the six products and two
 // elementwise passes streamed a 1 MB panel through L2 and beyond):
@@ -709,8 +675,7 @@ void gradients_of_similarities(float* s1, const float* s2, int64_t ld, int64_t r
 //                      dB1_J^T += A1^T dS1; w and q are kept in two panels [PA, panel_cols] for pass 2;
 //   pass 2, per chunk (kappa now complete): dS2 = alpha (w - q kappa) -> dA2 += dS2 B2_J, dB2_J^T += A2^T dS2.
 // (w and kappa are kept multiplied by alpha, which saves a multiplication in both passes.)
-// dA goes into its group's partial [2, PA, padded(D)], summed in group order after the sweep; dB_J is owned by the
-// panel. (The partials are groups x 2 x PA x D floats: 16 MB at batch 4, 64x64, two threads.)
+// dA goes into a per-thread partial [N, PA, padded(D)] summed after the panels; dB_J is owned by the task.
 void blocked_backward(const float* a1, const float* b1, const float* a2, const float* b2, const IconShape& sh,
                       const IconStats& st, float alpha, int64_t panel_cols, float* ga1, float* gb1, float* ga2,
                       float* gb2) {
@@ -719,15 +684,17 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
   const int64_t panels = (PB + width - 1) / width;
   const int64_t chunk_rows = kChunkRows;
   const bool need_a = ga1 || ga2;
-  const PanelGroups groups = panel_groups(N, panels);
-  const int64_t part_size = PA * ldd;  // one partial dA of a group: the rows of its batch element
-  // The calling thread's buffer, kept between calls like the panels (each group zeroes its part below).
+  const int64_t part_size = N * PA * ldd;  // one partial gradient of a thread
+  // The calling thread's buffer, kept between calls like the panels (each thread zeroes its part below).
   thread_local HugePageBuffer partial_buffer;
   float* partial =
-      need_a ? partial_buffer.floats(static_cast<size_t>(groups.count() * 2 * part_size)) : nullptr;
+      need_a ? partial_buffer.floats(static_cast<size_t>(omp_get_max_threads() * 2 * part_size)) : nullptr;
 #pragma omp parallel
   {
     const FlushDenormals flush;
+    float* part_a1 = need_a ? partial + omp_get_thread_num() * 2 * part_size : nullptr;
+    float* part_a2 = need_a ? part_a1 + part_size : nullptr;
+    if (need_a) std::fill(part_a1, part_a1 + 2 * part_size, 0.0f);
     // Panels alpha w and q [PA, ld]; chunks S1 then dS1, S2 then dS2 [chunk_rows, ld]; alpha kappa and the column
     // log-normalisers c padded with +inf [ld]; B1_J^T, B2_J^T and the two dB_J^T accumulators [D, ld]; B1_J, B2_J
     // with padded rows [ld, ldd].
@@ -751,15 +718,15 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       for (int64_t j = 0; j < bj; ++j)
         for (int64_t k = 0; k < D; ++k) gb[j * D + k] += dbt[k * ld + j];
     };
-    // One column panel of batch element n; its dA1 and dA2 are added to part_a [2, PA, ldd], its group's partials.
-    const auto sweep_panel = [&](int64_t n, int64_t panel, float* part_a) {
-      const int64_t j0 = panel * width, bj = std::min(width, PB - j0);
+#pragma omp for schedule(static)  // static: each thread's partial sums are the same every run
+    for (int64_t task = 0; task < N * panels; ++task) {
+      const int64_t n = task / panels, j0 = (task % panels) * width, bj = std::min(width, PB - j0);
       const int64_t cols = (bj + kVecLanes - 1) / kVecLanes * kVecLanes;  // whole vectors; S1, S2 = 0 past bj
       const float *a1n = a1 + n * PA * D, *b1n = b1 + n * PB * D, *a2n = a2 + n * PA * D, *b2n = b2 + n * PB * D;
       const float *r = st.r.data() + n * PA, *cj = st.c.data() + n * PB + j0, *l = st.l.data() + n * PA,
                   *rho = st.rho.data() + n * PA, *inv_s = st.inv_s.data() + n * PA;
-      float* pa1 = ga1 ? part_a : nullptr;
-      float* pa2 = ga2 ? part_a + part_size : nullptr;
+      float* pa1 = ga1 ? part_a1 + n * PA * ldd : nullptr;
+      float* pa2 = ga2 ? part_a2 + n * PA * ldd : nullptr;
       transpose_padded(b1n + j0 * D, bj, D, b1t, ld);
       transpose_padded(b2n + j0 * D, bj, D, b2t, ld);
       if (ga1) copy_padded(b1n + j0 * D, bj, D, b1_rows);
@@ -776,7 +743,7 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       }
       if (!(ga2 || gb2)) {
         if (gb1) add_grad_b(db1t, bj, gb1 + (n * PB + j0) * D);
-        return;
+        continue;
       }
       for (int64_t i0 = 0; i0 < PA; i0 += chunk_rows) {  // pass 2
         const int64_t rows = std::min(chunk_rows, PA - i0);
@@ -790,30 +757,20 @@ void blocked_backward(const float* a1, const float* b1, const float* a2, const f
       }
       if (gb1) add_grad_b(db1t, bj, gb1 + (n * PB + j0) * D);
       if (gb2) add_grad_b(db2t, bj, gb2 + (n * PB + j0) * D);
-    };
-#pragma omp for schedule(dynamic, 1)  // groups of panels (PanelGroups)
-    for (int64_t group = 0; group < groups.count(); ++group) {
-      float* part_a = need_a ? partial + group * 2 * part_size : nullptr;
-      if (need_a) std::fill(part_a, part_a + 2 * part_size, 0.0f);
-      for (int64_t panel = groups.first_panel(group); panel < groups.end_panel(group); ++panel)
-        sweep_panel(groups.batch_element(group), panel, part_a);
     }
-    if (need_a) {  // after the implicit barrier: every group's partials are complete; summed in group order
+    if (need_a) {  // after the implicit barrier: every thread's partials are complete
+      const int threads = omp_get_num_threads();
 #pragma omp for
-      for (int64_t i = 0; i < N * PA; ++i) {
-        // Row i in its batch element's groups n, n + N, n + 2N, ...
-        const float* first = partial + (i / PA) * 2 * part_size + (i % PA) * ldd;
-        const int64_t step = N * 2 * part_size;
-        for (int64_t d = 0; d < D; ++d) {
+      for (int64_t i = 0; i < N * PA; ++i)
+        for (int64_t k = 0; k < D; ++k) {
           float sum1 = 0, sum2 = 0;
-          for (int64_t k = 0; k < groups.per_n; ++k) {
-            sum1 += first[k * step + d];
-            sum2 += first[k * step + part_size + d];
+          for (int t = 0; t < threads; ++t) {
+            sum1 += partial[static_cast<size_t>(t * 2 * part_size + i * ldd + k)];
+            sum2 += partial[static_cast<size_t>(t * 2 * part_size + part_size + i * ldd + k)];
           }
-          if (ga1) ga1[i * D + d] += sum1;
-          if (ga2) ga2[i * D + d] += sum2;
+          if (ga1) ga1[i * D + k] += sum1;
+          if (ga2) ga2[i * D + k] += sum2;
         }
-      }
     }
   }
 }

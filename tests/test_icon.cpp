@@ -146,11 +146,11 @@ TEST_CASE("icon: blocked equals the dense reference on odd sizes and tilings (va
       }
 }
 
-TEST_CASE("icon: every run gives bitwise the same value and gradients, whichever thread takes which panels") {
-  // The panels are handed out in groups to whichever thread is free; each group's partial sums are merged in a
-  // fixed order, so repeated runs agree to the bit. Three threads on this two-core machine make the hand-out vary
-  // from run to run (partials kept per thread would then differ in the last bits). Each thread count also matches
-  // the dense reference (1 thread: one group per batch element and panel count; 3: up to 24 groups per element).
+TEST_CASE("icon: every run gives bitwise the same value and gradients, with 1, 2 or 3 threads") {
+  // Each thread takes a fixed share of the (batch element, panel) tasks and keeps its own partial sums, merged in
+  // thread order, so repeated runs agree to the bit; a schedule that hands tasks to whichever thread is free would
+  // need partials per task group instead (with 3 threads on a 2-core machine the hand-out varies from run to run,
+  // and per-thread partials would then differ in the last bits). Each thread count also matches the dense reference.
   Rng rng(8);
   auto maps = random_maps(rng, 2, 60, 300, 8);
   IconOptions opt;
